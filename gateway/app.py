@@ -1,0 +1,97 @@
+"""The composition root: builds the store, the core, the adapters and the API from settings.
+
+The only module that knows every part; the core never imports an adapter.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from gateway.api.app import create_api
+from gateway.api.auth import ApiKeyAuth
+from gateway.core.calls import CallControl
+from gateway.settings import Settings
+from gateway.store import Database
+from gateway.store.configurations import CallsConfiguration, ConfigurationStore, Did, DidStore
+from gateway.store.legs import SqlLegStore
+from gateway.webhooks.dispatcher import WebhookDispatcher
+from trunks.pstn import SimulatedNumber, SimulatedPstn, default_plan
+from trunks.pstn.api import router as pstn_router
+
+log = logging.getLogger(__name__)
+
+API_KEY_FILE = "api-key"
+API_USERNAME = "gateway"
+
+
+def load_or_create_api_key(settings: Settings) -> tuple[str, bool]:
+    """The configured key, else the data directory's development key (made once, mode 0600)."""
+    if settings.api_key:
+        return settings.api_key, False
+    path = settings.data_dir / API_KEY_FILE
+    if path.exists():
+        return path.read_text().strip(), True
+    key = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key + "\n")
+    return key, True
+
+
+@dataclass
+class Gateway:
+    settings: Settings
+    db: Database
+    configurations: ConfigurationStore
+    dids: DidStore
+    webhooks: WebhookDispatcher
+    calls: CallControl
+    pstn: SimulatedPstn
+    api_key: str
+    development_key: bool
+    api: FastAPI | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> Gateway:
+        Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+        db = Database(settings.database_url)
+        db.create_all()
+        configurations = ConfigurationStore(db)
+        dids = DidStore(db)
+        webhooks = WebhookDispatcher(db, settings)
+        calls = CallControl(SqlLegStore(db), webhooks, configurations, dids)
+        numbers = default_plan() if settings.pstn_default_plan else []
+        numbers += [
+            SimulatedNumber.build(n["number"], n["behaviour"], n.get("options"))
+            for n in settings.pstn_numbers
+        ]
+        pstn = SimulatedPstn(calls, numbers)
+        for entry in settings.dids:
+            config_id = entry["callsConfigurationId"]
+            if not configurations.exists(config_id):
+                configurations.create(CallsConfiguration(config_id, config_id))
+            dids.link(Did(str(entry["number"]).lstrip("+"), config_id))
+        api_key, development = load_or_create_api_key(settings)
+        gateway = cls(
+            settings, db, configurations, dids, webhooks, calls, pstn, api_key, development
+        )
+        gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), [pstn_router])
+        return gateway
+
+    async def start(self) -> None:
+        ended = self.calls.recover()
+        if ended:
+            log.warning("ended %d calls left open by the previous run", ended)
+        await self.webhooks.start()
+
+    async def stop(self) -> None:
+        await self.pstn.close()
+        await self.calls.close()
+        await self.webhooks.stop()
+        self.db.close()

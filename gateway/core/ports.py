@@ -1,0 +1,72 @@
+"""What the core needs from the outside, as protocols: adapters and sinks implement them.
+
+The core never imports an adapter (``trunks/``) or a delivery mechanism; the composition root
+(``gateway/app.py``) hands it objects that satisfy these.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from gateway.core.errors import ErrorCode
+    from gateway.core.leg import Leg
+    from gateway.core.query import LegQuery
+
+
+class EventSink(Protocol):
+    """Takes one Calls API event envelope (``type``, ``callId``, ``timestamp``, ``properties``...).
+
+    ``publish`` must make the event durable before it returns: a restart after it loses nothing.
+    Events of one call (one ``callId``, else ``conferenceId`` or ``dialogId``) keep their order.
+    """
+
+    def publish(self, event: dict[str, Any]) -> None: ...
+
+
+class LegAdapter(Protocol):
+    """Carries legs of one endpoint type (PHONE, SIP, WEBRTC...) for the core.
+
+    Verbs return as soon as the request is on its way; what the far end does comes back through
+    the :class:`~gateway.core.calls.CallControl` callbacks (``on_ringing``, ``on_answered``...).
+    """
+
+    endpoint_type: str
+
+    def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
+        """Validation errors of a create-call endpoint, by field name (empty when valid)."""
+        ...
+
+    async def originate(self, leg: Leg) -> None: ...
+
+    async def send_ringing(self, leg: Leg) -> None: ...
+
+    async def pre_answer(self, leg: Leg) -> None: ...
+
+    async def answer(self, leg: Leg) -> None: ...
+
+    async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
+        """Release the far end; must not call back into the core for this leg."""
+        ...
+
+
+class LegStore(Protocol):
+    """Where legs are kept: live ones as they change, ended ones as history."""
+
+    def save(self, leg: Leg) -> None: ...
+
+    def get(self, leg_id: str) -> Leg | None: ...
+
+    def query(self, query: LegQuery, offset: int, limit: int) -> tuple[list[Leg], int]: ...
+
+    def unfinished(self) -> list[Leg]: ...
+
+
+class NumberDirectory(Protocol):
+    """Numbers the user owns (DIDs), each linked to a calls configuration."""
+
+    def configuration_for(self, number: str) -> str | None: ...
+
+
+class ConfigurationDirectory(Protocol):
+    def exists(self, calls_configuration_id: str) -> bool: ...

@@ -1,0 +1,86 @@
+"""Settings: embedded defaults, then a TOML file, then GATEWAY_* environment variables.
+
+A TOML section flattens into the names below: ``[http] port = 8080`` sets ``http_port``.
+Lists of tables (``[[pstn_numbers]]``, ``[[dids]]``) are taken as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "GATEWAY_"
+
+
+@dataclass
+class Settings:
+    http_host: str = "127.0.0.1"
+    http_port: int = 8080
+    sip_host: str = "127.0.0.1"
+    sip_port: int = 5060
+    data_dir: Path = Path("data")
+    api_key: str = ""
+    # Where the webhook retries of one event stop: at least ten minutes, by default an hour.
+    webhook_retry_initial: float = 1.0
+    webhook_retry_max: float = 60.0
+    webhook_retry_window: float = 3600.0
+    webhook_timeout: float = 10.0
+    # Simulated PSTN numbers added to the default plan: {number, behaviour, options}.
+    pstn_numbers: list[dict[str, Any]] = field(default_factory=list)
+    pstn_default_plan: bool = True
+    # Numbers the user owns, linked to a calls configuration: {number, callsConfigurationId}.
+    dids: list[dict[str, Any]] = field(default_factory=list)
+    log_level: str = "info"
+
+    @property
+    def database_url(self) -> str:
+        return f"sqlite:///{self.data_dir / 'gateway.sqlite3'}"
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    current = {f.name: f for f in dataclasses.fields(Settings)}[name]
+    kind = current.type if isinstance(current.type, str) else current.type.__name__
+    if kind in ("int",):
+        return int(raw)
+    if kind in ("float",):
+        return float(raw)
+    if kind in ("bool",):
+        return raw if isinstance(raw, bool) else str(raw).lower() in ("1", "true", "yes", "on")
+    if kind in ("Path",):
+        return Path(raw)
+    return raw
+
+
+def _flatten(table: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in table.items():
+        name = f"{prefix}{key}".replace("-", "_")
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{name}_"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(config: Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Build settings; unknown keys are an error so that a typo does not pass silently."""
+    environ = dict(os.environ if environ is None else environ)
+    known = {f.name for f in dataclasses.fields(Settings)}
+    values: dict[str, Any] = {}
+    if config is not None:
+        with open(config, "rb") as fh:
+            for name, raw in _flatten(tomllib.load(fh)).items():
+                if name not in known:
+                    raise ValueError(f"{config}: unknown setting {name!r}")
+                values[name] = _coerce(name, raw)
+    for key, raw in environ.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX) :].lower()
+        if name in known and name not in ("pstn_numbers", "dids"):
+            values[name] = _coerce(name, raw)
+    return Settings(**values)

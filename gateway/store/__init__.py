@@ -1,0 +1,5 @@
+"""Persistence: SQLAlchemy Core over SQLite by default."""
+
+from gateway.store.db import Database, metadata
+
+__all__ = ["Database", "metadata"]

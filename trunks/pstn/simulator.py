@@ -1,0 +1,222 @@
+"""The simulated PSTN as a leg adapter: scripted phones behind numbers, and scripted callers.
+
+Each simulated call runs one task that plays its number's script (ring, answer, fail...) and
+reports to the core through its callbacks, exactly as a SIP trunk reports responses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from gateway.core import errors
+from gateway.core.calls import CallControl, WrongState
+from gateway.core.errors import ErrorCode
+from gateway.core.leg import HangupSource, Leg
+from gateway.core.numbering import E164
+from gateway.timeutil import format_time, utcnow
+from trunks.pstn.numbers import Behaviour, SimulatedNumber
+
+log = logging.getLogger(__name__)
+
+# Ended calls stay inspectable through the simulator API; the oldest are forgotten first.
+ENDED_CALLS_KEPT = 1000
+
+
+@dataclass
+class SimulatedCall:
+    """What one simulated phone did and saw, keyed by the leg's callId."""
+
+    call_id: str
+    caller: str | None
+    callee: str
+    role: str  # "callee": the platform called it; "caller": it called the platform
+    behaviour: str | None = None
+    state: str = "dialling"
+    end_cause: str | None = None
+    log: list[dict[str, str]] = field(default_factory=list)
+    task: asyncio.Task[None] | None = None
+
+    def note(self, state: str, what: str | None = None) -> None:
+        self.state = state
+        self.log.append({"time": format_time(utcnow()) or "", "event": what or state})
+
+    def as_json(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "callId": self.call_id,
+            "from": self.caller,
+            "to": self.callee,
+            "role": self.role,
+            "state": self.state,
+            "log": list(self.log),
+        }
+        if self.behaviour:
+            body["behaviour"] = self.behaviour
+        if self.end_cause:
+            body["endCause"] = self.end_cause
+        return body
+
+
+class SimulatedPstn:
+    """The :class:`~gateway.core.ports.LegAdapter` for PHONE endpoints."""
+
+    endpoint_type = "PHONE"
+
+    def __init__(self, control: CallControl, numbers: Iterable[SimulatedNumber] = ()) -> None:
+        self._control = control
+        self._numbers: dict[str, SimulatedNumber] = {n.number: n for n in numbers}
+        self._calls: OrderedDict[str, SimulatedCall] = OrderedDict()
+        control.register(self)
+
+    # -- numbers --------------------------------------------------------------------------
+
+    def add_number(self, number: SimulatedNumber) -> None:
+        self._numbers[number.number] = number
+
+    def numbers(self) -> list[SimulatedNumber]:
+        return sorted(self._numbers.values(), key=lambda n: n.number)
+
+    # -- calls the platform places --------------------------------------------------------
+
+    def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
+        number = endpoint.get("phoneNumber")
+        if not number:
+            return {"endpoint.phoneNumber": ["must not be null"]}
+        if not isinstance(number, str) or not E164.match(number):
+            return {"endpoint.phoneNumber": ["must be a number in E.164 format"]}
+        return {}
+
+    async def originate(self, leg: Leg) -> None:
+        callee = (leg.to or "").lstrip("+")
+        number = self._numbers.get(callee)
+        call = SimulatedCall(
+            leg.id, leg.from_, callee, "callee", number.behaviour.value if number else None
+        )
+        self._remember(call)
+        call.task = asyncio.get_running_loop().create_task(self._answer_script(call, number))
+
+    async def send_ringing(self, leg: Leg) -> None:
+        self._call(leg.id).note("ringing", "heard ringing")
+
+    async def pre_answer(self, leg: Leg) -> None:
+        self._call(leg.id).note("early-media")
+        self._control.on_early_media(leg.id)
+
+    async def answer(self, leg: Leg) -> None:
+        self._call(leg.id).note("connected", "answered by the platform")
+        self._control.on_answered(leg.id)
+
+    async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
+        call = self._calls.get(leg.id)
+        if call is None:
+            return
+        self._stop_script(call)
+        call.end_cause = cause.name
+        call.note("ended", f"released by the platform: {cause.name}")
+
+    # -- calls the simulated phones place -------------------------------------------------
+
+    def place_call(self, caller: str, callee: str) -> SimulatedCall:
+        """A simulated caller dials ``callee``; raises NotRouted if no configuration owns it."""
+        leg = self._control.receive_call(
+            self, {"type": "PHONE", "phoneNumber": caller}, caller, callee.lstrip("+")
+        )
+        call = SimulatedCall(leg.id, caller, leg.to or callee, "caller")
+        call.note("ringing", "dialled; the platform is alerting")
+        self._remember(call)
+        return call
+
+    def hang_up_phone(self, call_id: str) -> SimulatedCall:
+        """The simulated phone hangs up: a caller abandons, a callee ends the call."""
+        call = self._call(call_id)
+        if call.state == "ended":
+            raise WrongState(f"Simulated call {call_id!r} has already ended.")
+        self._stop_script(call)
+        leg = self._control.get(call_id)
+        cause = errors.CANCELLED if leg.state.is_alerting else errors.NORMAL_HANGUP
+        call.end_cause = cause.name
+        call.note("ended", "hung up by the phone")
+        self._control.on_ended(call_id, cause, HangupSource.ENDPOINT)
+        return call
+
+    def get_call(self, call_id: str) -> SimulatedCall:
+        return self._call(call_id)
+
+    async def close(self) -> None:
+        tasks = [call.task for call in self._calls.values() if call.task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _call(self, call_id: str) -> SimulatedCall:
+        try:
+            return self._calls[call_id]
+        except KeyError:
+            raise KeyError(call_id) from None
+
+    def _remember(self, call: SimulatedCall) -> None:
+        self._calls[call.call_id] = call
+        while len(self._calls) > ENDED_CALLS_KEPT:
+            oldest_id, oldest = next(iter(self._calls.items()))
+            if oldest.state != "ended":
+                break
+            del self._calls[oldest_id]
+
+    @staticmethod
+    def _stop_script(call: SimulatedCall) -> None:
+        if call.task is not None and call.task is not asyncio.current_task():
+            call.task.cancel()
+        call.task = None
+
+    async def _answer_script(self, call: SimulatedCall, number: SimulatedNumber | None) -> None:
+        """What the called phone does; each step reports to the core like a SIP response."""
+        control, leg_id = self._control, call.call_id
+
+        def end(cause: ErrorCode, what: str) -> None:
+            call.end_cause = cause.name
+            call.note("ended", what)
+            call.task = None
+            control.on_ended(leg_id, cause, HangupSource.ENDPOINT)
+
+        async def wait(ms: int) -> None:
+            await asyncio.sleep(ms / 1000)
+
+        if number is None:
+            await asyncio.sleep(0)
+            end(errors.DESTINATION_NOT_FOUND, "no such number")
+            return
+        options, kind = number.options, number.behaviour
+        if "ringAfterMs" in options:
+            await wait(options["ringAfterMs"])
+            call.note("ringing")
+            control.on_ringing(leg_id)
+        if kind is Behaviour.BUSY:
+            await wait(options["delayMs"])
+            end(errors.BUSY, "busy")
+        elif kind is Behaviour.REJECT:
+            await wait(options["delayMs"])
+            end(errors.REJECTED, "rejected")
+        elif kind is Behaviour.FAIL:
+            await wait(options["delayMs"])
+            end(errors.from_sip_status(options["sipStatus"]), f"failed: {options['sipStatus']}")
+        elif kind is Behaviour.EARLY_MEDIA:
+            call.note("early-media", "playing an announcement")
+            control.on_early_media(leg_id)
+            await wait(options["earlyMediaMs"])
+        elif kind is Behaviour.NO_ANSWER:
+            return
+        else:
+            await wait(options["answerAfterMs"])
+        if call.state == "ended":
+            return
+        call.note("connected", "answered")
+        control.on_answered(leg_id)
+        if kind is Behaviour.HANGUP_AFTER:
+            await wait(options["hangupAfterMs"])
+            end(errors.NORMAL_HANGUP, "hung up")
