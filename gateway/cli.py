@@ -6,7 +6,9 @@ import argparse
 import asyncio
 import contextlib
 import logging
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -15,10 +17,26 @@ from gateway.app import API_USERNAME, Gateway
 from gateway.settings import Settings, load_settings
 
 
+class _Server(uvicorn.Server):
+    """uvicorn re-raises SIGTERM after its own shutdown, which would kill the process before
+    the gateway ends its calls and closes the store; here the signals only ask it to exit."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.handle_exit, sig, None)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.remove_signal_handler(sig)
+
+
 async def serve(settings: Settings) -> None:
     gateway = Gateway.build(settings)
     await gateway.start()
-    server = uvicorn.Server(
+    server = _Server(
         uvicorn.Config(
             gateway.api,
             host=settings.http_host,

@@ -154,6 +154,9 @@ async def test_malformed_json_is_a_400(api, config_id):
         "/calls/1/calls", content=b"{not json", headers={"Content-Type": "application/json"}
     )
     assert response.status_code == 400 and error_of(response)["messageId"] == "BAD_REQUEST"
+    assert error_of(response)["validationErrors"] == {"body": ["is not valid JSON"]}
+    slash = await api.get("/calls/1/calls/")
+    assert slash.status_code == 404 and error_of(slash)["messageId"] == "NOT_FOUND"
 
 
 async def test_wrong_state_and_unknown_ids(api, config_id):

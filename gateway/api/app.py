@@ -20,6 +20,7 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        redirect_slashes=False,
     )
     app.state.gateway = gateway
     errors.install(app)

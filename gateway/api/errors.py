@@ -54,7 +54,9 @@ def not_found(kind: str, ident: str) -> ApiError:
     return ApiError(404, f"{kind} {ident!r} was not found.")
 
 
-def _field_name(location: tuple[Any, ...]) -> str:
+def _field_name(location: tuple[Any, ...], kind: str) -> str:
+    if kind == "json_invalid":
+        return "body"  # the location is the parser's character offset, not a field
     parts = [str(p) for p in location if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "body"
 
@@ -63,6 +65,8 @@ def _validation_message(error: dict[str, Any]) -> str:
     kind = error.get("type", "")
     if kind == "missing":
         return "must not be null"
+    if kind == "json_invalid":
+        return "is not valid JSON"
     if kind == "extra_forbidden":
         return "is not a known field"
     message = str(error.get("msg", "is invalid"))
@@ -77,9 +81,9 @@ async def api_error_handler(_request: Request, exc: ApiError) -> JSONResponse:
 async def validation_error_handler(_request: Request, exc: RequestValidationError) -> JSONResponse:
     errors: dict[str, list[str]] = {}
     for error in exc.errors():
-        errors.setdefault(_field_name(tuple(error.get("loc", ()))), []).append(
-            _validation_message(error)
-        )
+        errors.setdefault(
+            _field_name(tuple(error.get("loc", ())), error.get("type", "")), []
+        ).append(_validation_message(error))
     fields = ", ".join(sorted(errors))
     return JSONResponse(ApiError(400, f"Request is invalid: {fields}.", errors).body(), 400)
 
