@@ -79,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per webhook POST is noise
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(settings))
     return 0

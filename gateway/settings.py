@@ -29,6 +29,8 @@ class Settings:
     webhook_retry_max: float = 60.0
     webhook_retry_window: float = 3600.0
     webhook_timeout: float = 10.0
+    # Delivered and dropped events stay in the outbox this long (seconds), for inspection.
+    webhook_keep_finished: float = 86400.0
     # Simulated PSTN numbers added to the default plan: {number, behaviour, options}.
     pstn_numbers: list[dict[str, Any]] = field(default_factory=list)
     pstn_default_plan: bool = True

@@ -1,0 +1,1 @@
+"""Webhook delivery: the durable outbox ``dispatcher`` and request ``signing``."""
