@@ -244,8 +244,7 @@ async def _print_forever(host: str, port: int) -> None:
         print(f"recording webhooks at {recorder.url}", flush=True)
         shown = 0
         while True:
-            async with recorder._arrived:
-                await recorder._arrived.wait_for(lambda: len(recorder.requests) > shown)
+            await recorder.wait_for(count=shown + 1, timeout=float("inf"))
             for request in recorder.requests[shown:]:
                 event = request.event if isinstance(request.event, dict) else {}
                 print(f"--- {event.get('type')} callId={event.get('callId')}", flush=True)
