@@ -2,15 +2,15 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the run or the tests need (none yet for the control plane).
-SYSTEM_PACKAGES :=
+# Debian packages the run or the tests need: SIPp and baresip are the SIP peers of the tests.
+SYSTEM_PACKAGES := sip-tester baresip-core openssl
 
-.PHONY: run test lint system-deps venv clean
+.PHONY: run test lint system-deps venv clean certs
 
-run: venv
+run: venv certs
 	$(BIN)/gateway serve
 
-test: venv
+test: venv certs
 	$(BIN)/python -m pytest -q
 
 lint: venv
@@ -35,3 +35,17 @@ $(VENV)/.installed: pyproject.toml
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# A development CA and a server certificate for 127.0.0.1 and localhost (keys stay uncommitted).
+certs: certs/server.pem
+
+certs/server.pem:
+	openssl req -x509 -newkey rsa:2048 -nodes -days 825 -subj "/CN=voice-gateway dev CA" \
+		-keyout certs/ca.key -out certs/ca.pem 2>/dev/null
+	openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+		-keyout certs/server.key -out certs/server.csr 2>/dev/null
+	printf "subjectAltName=IP:127.0.0.1,DNS:localhost\n" > certs/server.ext
+	openssl x509 -req -in certs/server.csr -CA certs/ca.pem -CAkey certs/ca.key -CAcreateserial \
+		-days 825 -extfile certs/server.ext -out certs/server.pem 2>/dev/null
+	rm -f certs/server.csr certs/server.ext
+	chmod 600 certs/*.key

@@ -23,6 +23,9 @@ from gateway.store.legs import SqlLegStore
 from gateway.webhooks.dispatcher import WebhookDispatcher
 from trunks.pstn import SimulatedNumber, SimulatedPstn, default_plan
 from trunks.pstn.api import router as pstn_router
+from trunks.sip.service import SipService
+from trunks.sip.trunk_api import router as sip_trunks_router
+from trunks.sip.trunk_store import TrunkStore
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,8 @@ class Gateway:
     webhooks: WebhookDispatcher
     calls: CallControl
     pstn: SimulatedPstn
+    sip_trunks: TrunkStore
+    sip: SipService
     api_key: str
     development_key: bool
     api: FastAPI | None = None
@@ -72,6 +77,8 @@ class Gateway:
             for n in settings.pstn_numbers
         ]
         pstn = SimulatedPstn(calls, numbers)
+        sip_trunks = TrunkStore(db, settings.sip_realm)
+        sip = SipService(settings, calls, sip_trunks)
         for entry in settings.dids:
             config_id = entry["callsConfigurationId"]
             if not configurations.exists(config_id):
@@ -79,9 +86,20 @@ class Gateway:
             dids.link(Did(str(entry["number"]).lstrip("+"), config_id))
         api_key, development = load_or_create_api_key(settings)
         gateway = cls(
-            settings, db, configurations, dids, webhooks, calls, pstn, api_key, development
+            settings,
+            db,
+            configurations,
+            dids,
+            webhooks,
+            calls,
+            pstn,
+            sip_trunks,
+            sip,
+            api_key,
+            development,
         )
-        gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), [pstn_router])
+        routers = [pstn_router, sip_trunks_router]
+        gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
         return gateway
 
     async def start(self) -> None:
@@ -89,9 +107,11 @@ class Gateway:
         if ended:
             log.warning("ended %d calls left open by the previous run", ended)
         await self.webhooks.start()
+        await self.sip.start()
 
     async def stop(self) -> None:
         await self.pstn.close()
-        await self.calls.close()
+        await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
+        await self.sip.stop()
         await self.webhooks.stop()
         self.db.close()

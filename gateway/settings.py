@@ -22,6 +22,16 @@ class Settings:
     http_port: int = 8080
     sip_host: str = "127.0.0.1"
     sip_port: int = 5060
+    # UDP and TCP listen on sip_port; TLS on sip_tls_port when the certificate files exist.
+    sip_transports: str = "udp,tcp"
+    sip_tls_port: int = 5061
+    sip_tls_cert: Path = Path("certs/server.pem")
+    sip_tls_key: Path = Path("certs/server.key")
+    sip_realm: str = "voice-gateway"
+    # The address put in SDP, and the range RTP ports are taken from.
+    media_address: str = ""
+    rtp_port_min: int = 20000
+    rtp_port_max: int = 30000
     data_dir: Path = Path("data")
     api_key: str = ""
     # Where the webhook retries of one event stop: at least ten minutes, by default an hour.

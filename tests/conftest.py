@@ -34,6 +34,7 @@ def fast_settings(data_dir: Path, **overrides) -> Settings:
     values = dict(
         http_port=free_port(),
         sip_port=free_port(),
+        sip_tls_port=free_port(),
         data_dir=data_dir,
         api_key=API_KEY,
         webhook_retry_initial=0.05,
@@ -99,6 +100,7 @@ def start_gateway_process(
         "GATEWAY_HTTP_HOST": "127.0.0.1",
         "GATEWAY_HTTP_PORT": str(port),
         "GATEWAY_SIP_PORT": str(free_port()),
+        "GATEWAY_SIP_TLS_PORT": str(free_port()),
         "GATEWAY_DATA_DIR": str(data_dir),
         "GATEWAY_API_KEY": API_KEY,
         "GATEWAY_WEBHOOK_RETRY_INITIAL": "0.05",

@@ -96,6 +96,10 @@ async def test_configurations_crud_and_paging(api: httpx.AsyncClient):
                 "endpoint": {"type": "SIP", "username": "bob", "sipTrunkId": "t"},
                 "callsConfigurationId": "cfg-1",
             },
+            "endpoint.sipTrunkId",
+        ),
+        (
+            {"endpoint": {"type": "WEBRTC", "identity": "bob"}, "callsConfigurationId": "cfg-1"},
             "endpoint.type",
         ),
         (

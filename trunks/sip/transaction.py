@@ -304,6 +304,7 @@ class TransactionLayer:
         self.loop = asyncio.get_event_loop()
         self._clients: dict[tuple[str, ...], ClientTransaction] = {}
         self._servers: dict[tuple[str, ...], ServerTransaction] = {}
+        self._branches: set[str] = set()
 
     def send_request(
         self,
@@ -314,6 +315,7 @@ class TransactionLayer:
     ) -> ClientTransaction:
         transaction = ClientTransaction(self, request, peer, on_response, on_failure)
         self._clients[transaction.key] = transaction
+        self._branches.add(transaction.key[0])
         transaction.start()
         return transaction
 
@@ -363,9 +365,16 @@ class TransactionLayer:
         return self._servers.get((*key[:-1], "INVITE"))
 
     def forget(self, transaction: _Transaction) -> None:
-        table = self._clients if isinstance(transaction, ClientTransaction) else self._servers
-        if table.get(transaction.key) is transaction:  # type: ignore[attr-defined]
-            del table[transaction.key]  # type: ignore[attr-defined]
+        if isinstance(transaction, ClientTransaction):
+            if self._clients.get(transaction.key) is transaction:
+                del self._clients[transaction.key]
+                self._branches.discard(transaction.key[0])
+        elif self._servers.get(transaction.key) is transaction:  # type: ignore[attr-defined]
+            del self._servers[transaction.key]  # type: ignore[attr-defined]
+
+    def is_ours(self, branch: str | None) -> bool:
+        """A branch of one of our live client transactions (a request of ours come back)."""
+        return branch in self._branches if branch else False
 
     @property
     def counts(self) -> tuple[int, int]:

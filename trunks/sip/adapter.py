@@ -1,0 +1,305 @@
+"""SIP legs: the :class:`~gateway.core.ports.LegAdapter` for SIP endpoints, and inbound
+INVITEs from trunks and phones turned into inbound legs.
+
+An endpoint ``{"type": "SIP", "username", "sipTrunkId"}`` names a user behind a trunk: for a
+REGISTERED trunk the INVITE goes to where the trunk registered from, for a STATIC trunk to its
+destination hosts. An INVITE that arrives is authenticated (by source host for STATIC trunks,
+by digest for REGISTERED ones) and raises CALL_RECEIVED on the configuration its dialled
+number is linked to. Response codes map to call states through the core's one table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gateway.core import errors
+from gateway.core.calls import CallControl, NotRouted
+from gateway.core.errors import ErrorCode
+from gateway.core.leg import HangupSource, Leg
+from trunks.sip import sdp
+from trunks.sip.auth import SipAuthenticator
+from trunks.sip.endpoint import SipEndpoint
+from trunks.sip.message import SipRequest
+from trunks.sip.registrar import LocationService
+from trunks.sip.session import InviteSession
+from trunks.sip.transport import Peer
+from trunks.sip.trunk_store import SipTrunk
+from trunks.sip.uri import NameAddr, SipUri
+
+log = logging.getLogger(__name__)
+
+CUSTOM_HEADER_PREFIX = "x-"
+
+
+class TrunkDirectory(Protocol):
+    def get(self, trunk_id: str) -> SipTrunk | None: ...
+
+    def by_username(self, username: str) -> SipTrunk | None: ...
+
+    def for_source_host(self, ip: str) -> SipTrunk | None: ...
+
+
+@dataclass
+class MediaOffer:
+    """What we put in SDP until the media plane exists: our address and a port from the range."""
+
+    address: str
+    ports: itertools.cycle
+
+    def next_port(self) -> int:
+        return next(self.ports)
+
+
+def media_ports(first: int, last: int) -> itertools.cycle:
+    return itertools.cycle(range(first - first % 2, last, 2))
+
+
+def custom_headers(request: SipRequest) -> dict[str, str]:
+    """The X- headers of an INVITE: the only ones the Calls API propagates."""
+    return {
+        name: value
+        for name, value in request.headers
+        if name.lower().startswith(CUSTOM_HEADER_PREFIX)
+    }
+
+
+class SipTrunkAdapter:
+    endpoint_type = "SIP"
+
+    def __init__(
+        self,
+        control: CallControl,
+        endpoint: SipEndpoint,
+        trunks: TrunkDirectory,
+        location: LocationService,
+        authenticator: SipAuthenticator,
+        media: MediaOffer,
+    ) -> None:
+        self._control = control
+        self._endpoint = endpoint
+        self._trunks = trunks
+        self._location = location
+        self._authenticate = authenticator
+        self._media = media
+        self._sessions: dict[str, InviteSession] = {}  # leg id → session
+        self._legs: dict[int, str] = {}  # id(session) → leg id
+        self._sdp: dict[str, sdp.SessionState] = {}
+        control.register(self)
+        endpoint.on_invite = self._on_invite
+
+    # -- LegAdapter: calls the platform places --------------------------------------------
+
+    def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
+        problems: dict[str, list[str]] = {}
+        username = endpoint.get("username")
+        if not username or not isinstance(username, str):
+            problems["endpoint.username"] = ["must not be null"]
+        trunk_id = endpoint.get("sipTrunkId")
+        if not trunk_id:
+            problems["endpoint.sipTrunkId"] = ["must not be null"]
+        elif self._trunks.get(str(trunk_id)) is None:
+            problems["endpoint.sipTrunkId"] = [f"SIP trunk {trunk_id!r} does not exist"]
+        headers = endpoint.get("customHeaders") or {}
+        if not isinstance(headers, dict) or any(
+            not str(name).lower().startswith(CUSTOM_HEADER_PREFIX) or not isinstance(value, str)
+            for name, value in headers.items()
+        ):
+            problems["endpoint.customHeaders"] = ["only X- headers with string values"]
+        return problems
+
+    async def originate(self, leg: Leg) -> None:
+        trunk = self._trunks.get(str(leg.endpoint["sipTrunkId"]))
+        target = self._target(trunk, str(leg.endpoint["username"])) if trunk else None
+        if trunk is None or target is None or not trunk.enabled:
+            # Not registered, no destination, or disabled: fail after create-call has answered.
+            asyncio.get_running_loop().call_soon(
+                self._control.on_ended,
+                leg.id,
+                errors.DESTINATION_UNAVAILABLE,
+                HangupSource.PLATFORM,
+            )
+            return
+        uri, peer = target
+        session = InviteSession(self._endpoint, self)
+        self._bind(leg.id, session)
+        caller = NameAddr(
+            SipUri("sip", self._endpoint.address(peer.transport)[0], leg.from_ or "anonymous"),
+            leg.from_display_name,
+        )
+        callee = NameAddr(SipUri("sip", uri.host, uri.user, port=uri.port))
+        offer = self._offer(leg.id)
+        session.send_invite(uri, caller, callee, offer, peer, leg.endpoint.get("customHeaders"))
+
+    async def send_ringing(self, leg: Leg) -> None:
+        self._session(leg.id).ring()
+
+    async def pre_answer(self, leg: Leg) -> None:
+        session = self._session(leg.id)
+        session.progress(self._answer_sdp(leg.id, session))
+        self._control.on_early_media(leg.id)
+
+    async def answer(self, leg: Leg) -> None:
+        session = self._session(leg.id)
+        session.accept(session.local_sdp or self._answer_sdp(leg.id, session))
+
+    async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
+        session = self._sessions.pop(leg.id, None)
+        if session is None:
+            return
+        self._legs.pop(id(session), None)
+        self._sdp.pop(leg.id, None)
+        if session.is_uas and leg.state.is_alerting:
+            session.reject(cause.sip_status, cause.sip_reason)
+        else:
+            session.bye()
+
+    # -- SessionEvents --------------------------------------------------------------------
+
+    def on_provisional(self, session: InviteSession, status: int, body: bytes | None) -> None:
+        leg_id = self._legs.get(id(session))
+        if leg_id is None:
+            return
+        if status == 183 and body:
+            self._control.on_early_media(leg_id)
+        elif status in (180, 181, 182, 183):
+            self._control.on_ringing(leg_id)
+
+    def on_answered(self, session: InviteSession, body: bytes | None) -> None:
+        leg_id = self._legs.get(id(session))
+        if leg_id is not None:
+            self._control.on_answered(leg_id)
+
+    def on_ended(self, session: InviteSession, status: int, reason: str, by_remote: bool) -> None:
+        leg_id = self._legs.pop(id(session), None)
+        if leg_id is None:
+            return  # the platform released it: the core knows already
+        self._sessions.pop(leg_id, None)
+        self._sdp.pop(leg_id, None)
+        leg = self._control.get(leg_id)
+        if not leg.state.is_alerting:
+            cause = errors.NORMAL_HANGUP
+        elif status == 487 and session.is_uas:
+            cause = errors.CANCELLED  # the caller gave up
+        else:
+            cause = errors.from_sip_status(status)
+        self._control.on_ended(leg_id, cause, HangupSource.ENDPOINT)
+
+    def on_reoffer(self, session: InviteSession, body: bytes | None) -> bytes | None:
+        leg_id = self._legs.get(id(session))
+        if leg_id is None:
+            return None
+        if body is None:
+            return session.local_sdp
+        try:
+            return self._answer_to(leg_id, body)
+        except sdp.SdpError:
+            return None
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def _on_invite(self, session: InviteSession, request: SipRequest, source: Peer) -> None:
+        assert session.server is not None
+        trunk = self._trunks.for_source_host(source.host)
+        if trunk is None or trunk.config.invite_authentication:
+            username = self._authenticate(request, session.server)
+            if username is None:
+                self._endpoint.forget_session(session)
+                return
+            trunk = self._trunks.by_username(username)
+        if trunk is None or not trunk.enabled:
+            session.reject(403, "Forbidden")
+            return
+        if request.body:
+            try:
+                sdp.parse_sdp(request.body)
+            except sdp.SdpError as error:
+                session.reject(488, "Not Acceptable Here", {"Warning": f'399 gateway "{error}"'})
+                return
+        caller = request.from_.uri.user or "anonymous"
+        called = request.uri.user or ""
+        endpoint: dict[str, Any] = {"type": "SIP", "username": caller, "sipTrunkId": trunk.id}
+        headers = custom_headers(request)
+        if headers:
+            endpoint["customHeaders"] = headers
+        try:
+            leg = self._control.receive_call(self, endpoint, caller, called)
+        except NotRouted:
+            session.reject(404, "Not Found")
+            return
+        session.events = self
+        self._bind(leg.id, session)
+
+    def active_calls(self, trunk_id: str) -> int:
+        return sum(
+            1
+            for leg_id in self._sessions
+            if self._control.get(leg_id).endpoint.get("sipTrunkId") == trunk_id
+        )
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _bind(self, leg_id: str, session: InviteSession) -> None:
+        self._sessions[leg_id] = session
+        self._legs[id(session)] = leg_id
+
+    def _session(self, leg_id: str) -> InviteSession:
+        return self._sessions[leg_id]
+
+    def _target(self, trunk: SipTrunk, username: str) -> tuple[SipUri, Peer] | None:
+        if trunk.type == "REGISTERED":
+            bindings = self._location.lookup(trunk.username or "")
+            if not bindings:
+                return None
+            binding = bindings[0]
+            contact = binding.contact.uri
+            uri = SipUri(
+                contact.scheme,
+                contact.host,
+                username,
+                port=contact.port,
+                params=dict(contact.params),
+            )
+            return uri, binding.source
+        destinations = trunk.destinations()
+        if not destinations:
+            return None
+        first = destinations[0]  # FAILOVER to the next host and ROUND_ROBIN: not yet
+        transport = "TLS" if trunk.config.tls else "UDP"
+        uri = SipUri(
+            "sips" if trunk.config.tls else "sip", first.host, username, port=first.port or None
+        )
+        return uri, Peer(transport, *uri.address())
+
+    def _state(self, leg_id: str) -> sdp.SessionState:
+        if leg_id not in self._sdp:
+            self._sdp[leg_id] = sdp.SessionState(self._media.address, username="gateway")
+        return self._sdp[leg_id]
+
+    def _offer(self, leg_id: str) -> bytes:
+        offer = sdp.make_offer(
+            self._media.address,
+            self._media.next_port(),
+            sdp.DEFAULT_CODECS,
+            session=self._state(leg_id),
+        )
+        return offer.serialize()
+
+    def _answer_sdp(self, leg_id: str, session: InviteSession) -> bytes:
+        if session.remote_sdp is None:
+            return self._offer(leg_id)
+        return self._answer_to(leg_id, session.remote_sdp)
+
+    def _answer_to(self, leg_id: str, body: bytes) -> bytes:
+        offer = sdp.parse_sdp(body)
+        answer, _negotiated = sdp.answer(
+            offer,
+            self._media.address,
+            self._media.next_port(),
+            sdp.DEFAULT_CODECS,
+            session=self._state(leg_id),
+        )
+        return answer.serialize()

@@ -1,0 +1,349 @@
+"""INVITE sessions (RFC 3261 §13-15): the offer/answer exchange of one call, early and
+confirmed dialogs, 2xx retransmission, CANCEL, re-INVITE and BYE, for both UAC and UAS.
+
+SDP stays opaque bytes here: the adapter above negotiates it. A session reports what the far
+end does through its :class:`SessionEvents`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from enum import Enum
+from typing import TYPE_CHECKING, Protocol
+
+from trunks.sip.dialog import Dialog, new_tag
+from trunks.sip.message import Headers, SipRequest, SipResponse
+from trunks.sip.transaction import (
+    T1,
+    T2,
+    ClientTransaction,
+    ServerTransaction,
+    response_to,
+)
+from trunks.sip.transport import Peer
+from trunks.sip.uri import NameAddr, SipUri
+
+if TYPE_CHECKING:
+    from trunks.sip.endpoint import SipEndpoint
+
+log = logging.getLogger(__name__)
+
+SDP = "application/sdp"
+
+
+class Phase(Enum):
+    INITIAL = "initial"
+    EARLY = "early"
+    CONFIRMED = "confirmed"
+    TERMINATED = "terminated"
+
+
+class SessionEvents(Protocol):
+    def on_provisional(self, session: InviteSession, status: int, sdp: bytes | None) -> None:
+        """180/183 from the callee (UAC side); ``sdp`` is early media when present."""
+
+    def on_answered(self, session: InviteSession, sdp: bytes | None) -> None:
+        """The callee answered (UAC), or our answer was acknowledged (UAS)."""
+
+    def on_ended(self, session: InviteSession, status: int, reason: str, by_remote: bool) -> None:
+        """The session is over: a failure status before answer, or 200 for a BYE."""
+
+    def on_reoffer(self, session: InviteSession, sdp: bytes | None) -> bytes | None:
+        """A re-INVITE: return the SDP answer (None refuses it with 488)."""
+
+
+class InviteSession:
+    def __init__(self, endpoint: SipEndpoint, events: SessionEvents | None = None) -> None:
+        self.endpoint = endpoint
+        self.events = events
+        self.phase = Phase.INITIAL
+        self.dialog: Dialog | None = None
+        self.local_sdp: bytes | None = None
+        self.remote_sdp: bytes | None = None
+        self.invite: SipRequest | None = None
+        # UAS
+        self.server: ServerTransaction | None = None
+        self.local_tag = new_tag()
+        self._retransmit: asyncio.TimerHandle | None = None
+        self._ok: SipResponse | None = None
+        # UAC
+        self.client: ClientTransaction | None = None
+        self._cancel_wanted = False
+        self._provisional_seen = False
+        self._ack: SipRequest | None = None
+
+    @property
+    def is_uas(self) -> bool:
+        return self.server is not None
+
+    @property
+    def call_id(self) -> str:
+        return self.invite.call_id if self.invite else ""
+
+    # -- UAS ------------------------------------------------------------------------------
+
+    def receive_invite(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        self.invite, self.server = request, transaction
+        transaction.to_tag = self.local_tag
+        self.remote_sdp = request.body or None
+
+    def ring(self) -> None:
+        self._provisional(180, "Ringing", None)
+
+    def progress(self, sdp: bytes) -> None:
+        """183 Session Progress with our SDP: early media."""
+        self.local_sdp = sdp
+        self._provisional(183, "Session Progress", sdp)
+
+    def _provisional(self, status: int, reason: str, sdp: bytes | None) -> None:
+        if self.server is None or self.phase not in (Phase.INITIAL, Phase.EARLY):
+            return
+        self.phase = Phase.EARLY
+        self.server.respond(self._uas_response(status, reason, sdp))
+
+    def accept(self, sdp: bytes) -> None:
+        """200 OK with our answer (or offer, if the INVITE had none); retransmitted until ACK."""
+        assert self.server is not None and self.invite is not None
+        if self.phase not in (Phase.INITIAL, Phase.EARLY):
+            return
+        self.local_sdp = sdp
+        self._ok = self._uas_response(200, "OK", sdp)
+        contact = self.endpoint.contact_for(self.server.source.transport)
+        self.dialog = Dialog.as_uas(
+            self.invite, self.local_tag, contact, self.server.source.transport
+        )
+        self.endpoint.register_dialog(self)
+        self.phase = Phase.CONFIRMED
+        self.server.respond(self._ok)
+        self._schedule_ok(T1, 0.0)
+
+    def reject(self, status: int, reason: str, headers: dict[str, str] | None = None) -> None:
+        if self.server is None or self.phase not in (Phase.INITIAL, Phase.EARLY):
+            return
+        response = self._uas_response(status, reason, None)
+        for name, value in (headers or {}).items():
+            response.headers.add(name, value)
+        self.server.respond(response)
+        self._end(status, reason, by_remote=False)
+
+    def receive_cancel(self) -> None:
+        """§9.2: the caller gave up before the answer."""
+        if self.phase in (Phase.INITIAL, Phase.EARLY) and self.server is not None:
+            self.server.respond(self._uas_response(487, "Request Terminated", None))
+            self._end(487, "Request Terminated", by_remote=True)
+
+    def receive_ack(self, ack: SipRequest) -> None:
+        if self._retransmit is not None:
+            self._retransmit.cancel()
+            self._retransmit = None
+            if ack.body:
+                self.remote_sdp = ack.body
+            if self.events is not None:
+                self.events.on_answered(self, self.remote_sdp)
+
+    def _schedule_ok(self, interval: float, elapsed: float) -> None:
+        if elapsed + interval > 64 * T1:
+            self._retransmit = self.endpoint.loop.call_later(interval, self._ack_timeout)
+            return
+        self._retransmit = self.endpoint.loop.call_later(
+            interval, self._resend_ok, interval, elapsed + interval
+        )
+
+    def _resend_ok(self, interval: float, elapsed: float) -> None:
+        if self._ok is not None and self.server is not None and self.phase is Phase.CONFIRMED:
+            self.endpoint.transport.send(self._ok, self.server.peer)
+            self._schedule_ok(min(interval * 2, T2), elapsed)
+
+    def _ack_timeout(self) -> None:
+        """§13.3.1.4: no ACK for our 2xx: the session is over; say so with a BYE."""
+        self._retransmit = None
+        log.info("no ACK for the 200 OK of call %s", self.call_id)
+        self.bye()
+
+    def _uas_response(self, status: int, reason: str, sdp: bytes | None) -> SipResponse:
+        assert self.invite is not None and self.server is not None
+        response = response_to(self.invite, status, reason, self.local_tag)
+        if 100 < status < 300:
+            response.headers.add("Contact", self.endpoint.contact_for(self.server.source.transport))
+            response.headers.add("Allow", self.endpoint.allow)
+        if sdp is not None:
+            response.headers.add("Content-Type", SDP)
+            response.body = sdp
+        return response
+
+    # -- UAC ------------------------------------------------------------------------------
+
+    def send_invite(
+        self,
+        target: SipUri,
+        from_: NameAddr,
+        to: NameAddr,
+        sdp: bytes | None,
+        peer: Peer,
+        extra_headers: dict[str, str] | None = None,
+    ) -> None:
+        from_.params["tag"] = self.local_tag
+        headers = Headers()
+        headers.add("Via", str(self.endpoint.via(peer.transport)))
+        headers.add("Max-Forwards", "70")
+        headers.add("From", str(from_))
+        headers.add("To", str(to))
+        headers.add("Call-ID", self.endpoint.new_call_id())
+        headers.add("CSeq", "1 INVITE")
+        headers.add("Contact", self.endpoint.contact_for(peer.transport))
+        headers.add("Allow", self.endpoint.allow)
+        for name, value in (extra_headers or {}).items():
+            headers.add(name, value)
+        if sdp is not None:
+            headers.add("Content-Type", SDP)
+        self.local_sdp = sdp
+        self.invite = SipRequest(headers, sdp or b"", "INVITE", target)
+        self.endpoint.register_session(self)
+        self.client = self.endpoint.transactions.send_request(
+            self.invite, peer, self._on_invite_response, self._on_invite_failure
+        )
+
+    def cancel(self) -> None:
+        """§9.1: CANCEL once a provisional response arrived; before that, as soon as one does."""
+        if self.phase not in (Phase.INITIAL, Phase.EARLY) or self.client is None:
+            return
+        if not self._provisional_seen:
+            self._cancel_wanted = True
+            return
+        assert self.invite is not None
+        headers = Headers()
+        headers.add("Via", self.invite.headers.get_all("Via")[0])
+        for name in ("Route",):
+            for value in self.invite.headers.get_all(name):
+                headers.add(name, value)
+        headers.add("Max-Forwards", "70")
+        headers.add("From", self.invite.headers.get("From") or "")
+        headers.add("To", self.invite.headers.get("To") or "")
+        headers.add("Call-ID", self.invite.call_id)
+        headers.add("CSeq", f"{self.invite.cseq[0]} CANCEL")
+        cancel = SipRequest(headers, b"", "CANCEL", self.invite.uri)
+        self.endpoint.transactions.send_request(
+            cancel, self.client.peer, lambda _response: None, lambda _s, _r: None
+        )
+
+    def _on_invite_response(self, response: SipResponse) -> None:
+        status = response.status
+        if status == 100:
+            return
+        if status < 200:
+            self._provisional_seen = True
+            if self._cancel_wanted:
+                self._cancel_wanted = False
+                self.cancel()
+                return
+            if self.phase is Phase.INITIAL:
+                self.phase = Phase.EARLY
+            sdp = response.body or None
+            if sdp is not None:
+                self.remote_sdp = sdp
+            if self.events is not None:
+                self.events.on_provisional(self, status, sdp)
+            return
+        if status < 300:
+            self._on_2xx(response)
+            return
+        self._end(status, response.reason, by_remote=True)
+
+    def _on_2xx(self, response: SipResponse) -> None:
+        assert self.invite is not None and self.client is not None
+        if self.dialog is None:
+            self.dialog = Dialog.as_uac(self.invite, response, self.client.peer.transport)
+            self.endpoint.register_dialog(self)
+        if self._ack is None:
+            self._ack = self._build_ack()
+        self.endpoint.transport.send(self._ack, self.dialog.next_peer())
+        if self.phase is Phase.CONFIRMED or self.phase is Phase.TERMINATED:
+            return  # a retransmitted 2xx: the ACK above answered it
+        if self._cancel_wanted:  # answered before our CANCEL could go: hang up instead
+            self.phase = Phase.CONFIRMED
+            self.bye()
+            return
+        self.phase = Phase.CONFIRMED
+        if response.body:
+            self.remote_sdp = response.body
+        if self.events is not None:
+            self.events.on_answered(self, self.remote_sdp)
+
+    def receive_stray_2xx(self, response: SipResponse) -> None:
+        """A 2xx retransmitted after the transaction ended: ACK it again."""
+        if self._ack is not None and self.dialog is not None:
+            self.endpoint.transport.send(self._ack, self.dialog.next_peer())
+
+    def _build_ack(self) -> SipRequest:
+        assert self.dialog is not None and self.invite is not None
+        via = self.endpoint.via(self.dialog.transport)
+        return self.dialog.request("ACK", via.host, via.port or 0, cseq=self.invite.cseq[0])
+
+    def _on_invite_failure(self, status: int, reason: str) -> None:
+        self._end(status, reason, by_remote=True)
+
+    # -- both -----------------------------------------------------------------------------
+
+    def bye(self) -> None:
+        """Hang up: BYE when confirmed, CANCEL when the callee has not answered, or reject."""
+        if self.phase in (Phase.INITIAL, Phase.EARLY):
+            if self.is_uas:
+                self.reject(480, "Temporarily Unavailable")
+            else:
+                self.cancel()
+            return
+        if self.phase is not Phase.CONFIRMED or self.dialog is None:
+            return
+        if self._retransmit is not None:
+            self._retransmit.cancel()
+            self._retransmit = None
+        via = self.endpoint.via(self.dialog.transport)
+        request = self.dialog.request("BYE", via.host, via.port or 0)
+        self.endpoint.transactions.send_request(
+            request, self.dialog.next_peer(), lambda _response: None, lambda _s, _r: None
+        )
+        self._end(200, "BYE", by_remote=False)
+
+    def receive_in_dialog(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        assert self.dialog is not None
+        if not self.dialog.accepts(request):
+            transaction.reply(500, "Server Internal Error", {"Retry-After": "1"})
+            return
+        method = request.method
+        if method == "BYE":
+            transaction.reply(200, "OK")
+            self._end(200, "BYE", by_remote=True)
+        elif method == "INVITE":
+            self._receive_reinvite(request, transaction)
+        elif method in ("OPTIONS", "INFO", "UPDATE", "NOTIFY"):
+            transaction.reply(200, "OK")
+        else:
+            transaction.reply(405, "Method Not Allowed", {"Allow": self.endpoint.allow})
+
+    def _receive_reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        answer = self.local_sdp
+        if self.events is not None:
+            answer = self.events.on_reoffer(self, request.body or None)
+        if answer is None:
+            transaction.reply(488, "Not Acceptable Here")
+            return
+        if request.body:
+            self.remote_sdp = request.body
+        self.local_sdp = answer
+        response = response_to(request, 200, "OK", self.dialog.local_tag)
+        response.headers.add("Contact", self.endpoint.contact_for(transaction.source.transport))
+        response.headers.add("Content-Type", SDP)
+        response.body = answer
+        transaction.respond(response)
+
+    def _end(self, status: int, reason: str, by_remote: bool) -> None:
+        if self.phase is Phase.TERMINATED:
+            return
+        self.phase = Phase.TERMINATED
+        if self._retransmit is not None:
+            self._retransmit.cancel()
+            self._retransmit = None
+        self.endpoint.forget_session(self)
+        if self.events is not None:
+            self.events.on_ended(self, status, reason, by_remote)
