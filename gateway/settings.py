@@ -28,6 +28,9 @@ class Settings:
     sip_tls_cert: Path = Path("certs/server.pem")
     sip_tls_key: Path = Path("certs/server.key")
     sip_realm: str = "voice-gateway"
+    # Digest challenges in this order. RFC 8760 wants SHA-256 first; some clients (SIPp 3.6)
+    # answer only the first challenge and only MD5: for them, put MD5 first.
+    sip_digest_algorithms: str = "SHA-256,MD5"
     # The address put in SDP, and the range RTP ports are taken from.
     media_address: str = ""
     rtp_port_min: int = 20000

@@ -144,11 +144,10 @@ class Headers:
         return known[1] if known else lower
 
     def get(self, name: str, default: str | None = None) -> str | None:
-        wanted = self._key(name)
-        for index, key in enumerate(self._keys):
-            if key == wanted:
-                return self._items[index][1]
-        return default
+        try:
+            return self._items[self._keys.index(self._key(name))][1]
+        except ValueError:
+            return default
 
     def get_all(self, name: str) -> list[str]:
         """Every value, list headers split at commas (outside quotes and brackets)."""
@@ -499,12 +498,17 @@ def _request(start: str, headers: Headers, body: bytes) -> SipRequest:
     return SipRequest(headers, body, method, uri)
 
 
+_MANDATORY = tuple((name.lower(), name) for name in ("To", "From", "Call-ID", "CSeq", "Via"))
+_SINGLE = tuple((name.lower(), name) for name in SINGLE_HEADERS)
+
+
 def _check_common(message: SipMessage) -> None:
-    for name in ("To", "From", "Call-ID", "CSeq", "Via"):
-        if name not in message.headers:
+    keys = message.headers._keys
+    for key, name in _MANDATORY:
+        if key not in keys:
             raise SipParseError(f"missing {name} header")
-    for name in SINGLE_HEADERS:
-        if message.headers.count(name) > 1:
+    for key, name in _SINGLE:
+        if keys.count(key) > 1:
             raise SipParseError(f"{name} header given more than once")
     call_id = message.call_id
     if not call_id or " " in call_id or "\t" in call_id:

@@ -33,7 +33,8 @@ class SipService:
         self.trunks = trunks
         self.endpoint = SipEndpoint()
         self.location = LocationService()
-        self.digest = DigestServer(settings.sip_realm)
+        algorithms = tuple(a.strip() for a in settings.sip_digest_algorithms.split(",") if a.strip())
+        self.digest = DigestServer(settings.sip_realm, algorithms=algorithms)
         self.throttle = AuthThrottle()
         self.authenticator = SipAuthenticator(self.digest, self.throttle, self._credentials)
         self.registrar = Registrar(self.authenticator, self.location)

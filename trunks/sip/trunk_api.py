@@ -191,7 +191,7 @@ def _config_fields(body: _Body, *, only_set: bool) -> dict[str, Any]:
 def sbc_hosts(settings: Settings, tls: bool) -> dict[str, list[str]]:
     """Where a trunk reaches us: our SIP host, at the TLS port for a TLS trunk (as in the spec)."""
     host = f"[{settings.sip_host}]" if ":" in settings.sip_host else settings.sip_host
-    port = getattr(settings, "sip_tls_port", 5061) if tls else settings.sip_port
+    port = settings.sip_tls_port if tls else settings.sip_port
     return {"primary": [f"{host}:{port}"], "backup": []}
 
 

@@ -247,11 +247,6 @@ class SipTrunk:
         return [parse_destination(host) for host in self.config.destination_hosts]
 
 
-def sip_realm(settings: Any) -> str:
-    """The digest realm: ``settings.sip_realm`` when configured."""
-    return getattr(settings, "sip_realm", None) or DEFAULT_REALM
-
-
 def _config_values(config: TrunkConfig) -> dict[str, Any]:
     return {
         "type": config.type,
