@@ -22,6 +22,7 @@ from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
 from trunks.sip import sdp
 from trunks.sip.auth import SipAuthenticator
+from trunks.sip.dialog import peer_for
 from trunks.sip.endpoint import SipEndpoint
 from trunks.sip.message import SipRequest
 from trunks.sip.registrar import LocationService
@@ -263,7 +264,10 @@ class SipTrunkAdapter:
                 port=contact.port,
                 params=dict(contact.params),
             )
-            return uri, binding.source
+            # Over TCP and TLS, reuse the connection the trunk registered on (it may be behind
+            # NAT and accept no new connections); over UDP, send where its Contact says.
+            peer = binding.source if binding.source.reliable else peer_for(contact)
+            return uri, peer
         destinations = trunk.destinations()
         if not destinations:
             return None

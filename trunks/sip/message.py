@@ -413,9 +413,8 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
     lines = head.decode("utf-8", "surrogateescape").split("\n")
     items: list[tuple[str, str]] = []
     keys: list[str] = []
-    names = _NAMES
-    for index in range(1, len(lines)):
-        line = lines[index]
+    names, add_item, add_key = _NAMES, items.append, keys.append
+    for line in lines[1:]:
         first = line[:1]
         if first == " " or first == "\t":  # folding (RFC 3261 §7.3.1)
             if not items:
@@ -433,11 +432,11 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if known is None:
             if not is_token(name):
                 raise SipParseError(f"bad header name: {name[:60]!r}")
-            items.append((name, value.strip(" \t")))
-            keys.append(name.lower())
+            add_item((name, value.strip(" \t")))
+            add_key(name.lower())
         else:
-            items.append((known[0], value.strip(" \t")))
-            keys.append(known[1])
+            add_item((known[0], value.strip(" \t")))
+            add_key(known[1])
     headers = Headers._trusted(items, keys)
     body = _body(headers, rest, stream)
     start = lines[0]
@@ -447,14 +446,15 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
 
 
 def _body(headers: Headers, rest: bytes, stream: bool) -> bytes:
-    if "content-length" not in headers._keys:
+    keys = headers._keys
+    count = keys.count("content-length")
+    if not count:
         if stream:
             raise SipParseError("Content-Length is required on stream transports")
         return rest
-    values = set(headers.get_all("Content-Length"))
-    if len(values) > 1:
+    length_text = headers._items[keys.index("content-length")][1]
+    if count > 1 and len(set(headers.get_all("Content-Length"))) > 1:
         raise SipParseError("Content-Length given twice with different values")
-    length_text = values.pop()
     if not _is_number(length_text, 32):
         raise SipParseError(f"bad Content-Length: {length_text[:20]!r}")
     length = int(length_text)
