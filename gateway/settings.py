@@ -31,6 +31,8 @@ class Settings:
     # Digest challenges in this order. RFC 8760 wants SHA-256 first; some clients (SIPp 3.6)
     # answer only the first challenge and only MD5: for them, put MD5 first.
     sip_digest_algorithms: str = "SHA-256,MD5"
+    # How often STATIC trunks with sipOptions enabled get an OPTIONS keepalive (seconds).
+    sip_options_interval: float = 30.0
     # The address put in SDP, and the range RTP ports are taken from.
     media_address: str = ""
     rtp_port_min: int = 20000

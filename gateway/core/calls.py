@@ -98,14 +98,22 @@ class CallControl:
         self._configurations = configurations
         self._numbers = numbers
         self._clock = clock
-        self._adapters: dict[str, LegAdapter] = {}
+        self._adapters: dict[str, list[LegAdapter]] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
     # -- wiring ---------------------------------------------------------------------------
 
     def register(self, adapter: LegAdapter) -> None:
-        self._adapters[adapter.endpoint_type] = adapter
+        """Add an adapter; of several for one endpoint type, the first that serves an endpoint
+        carries it (the simulated PSTN its own numbers, a carrier trunk every other number)."""
+        self._adapters.setdefault(adapter.endpoint_type, []).append(adapter)
+
+    def _adapter_for(self, endpoint: dict[str, Any]) -> LegAdapter | None:
+        for adapter in self._adapters.get(str(endpoint.get("type")), []):
+            if adapter.serves(endpoint):
+                return adapter
+        return None
 
     @property
     def endpoint_types(self) -> list[str]:
@@ -136,7 +144,7 @@ class CallControl:
                 f"calls configuration {request.calls_configuration_id!r} does not exist"
             ]
         endpoint_type = str(request.endpoint.get("type"))
-        adapter = self._adapters.get(endpoint_type)
+        adapter = self._adapter_for(request.endpoint)
         if adapter is None:
             served = ", ".join(self.endpoint_types)
             problems["endpoint.type"] = [

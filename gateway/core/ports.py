@@ -33,6 +33,10 @@ class LegAdapter(Protocol):
 
     endpoint_type: str
 
+    def serves(self, endpoint: dict[str, Any]) -> bool:
+        """Whether this adapter carries calls to ``endpoint`` (of its endpoint type)."""
+        ...
+
     def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
         """Validation errors of a create-call endpoint, by field name (empty when valid)."""
         ...

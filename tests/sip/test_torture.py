@@ -7,6 +7,8 @@ either by ``parse_message`` ("parse") or by ``check_request`` ("check").
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from trunks.sip.message import (
@@ -1356,3 +1358,43 @@ def test_lengths_are_right() -> None:
             key, _, value = line.partition(b":")
             if key.strip().lower() in (b"content-length", b"l"):
                 assert int(value) == len(rest), name
+
+
+def test_blank_continuation_lines() -> None:
+    raw = (
+        b"OPTIONS sip:a@b SIP/2.0\r\nSubject: one \r\n \r\n\t two\r\n   \r\n"
+        b"Content-Length: 0\r\n\r\n"
+    )
+    message = _parse(raw)
+    assert message.headers.get("Subject") == "one two"
+
+
+def test_mutations_never_crash() -> None:
+    """Random damage to the valid messages: refused with SipParseError, or accepted and then
+    round-tripping like any valid message; never another exception."""
+    rng = random.Random(4475)
+    alphabet = b' \t\r\n:;,<>"\\%@?=[]/.09aSIP\x00\xff'
+    messages = list(VALID.values())
+    accepted = 0
+    for _ in range(3000):
+        raw = bytearray(rng.choice(messages))
+        for _ in range(rng.randint(1, 3)):
+            position = rng.randrange(len(raw))
+            choice = rng.random()
+            if choice < 0.4:
+                raw[position] = rng.choice(alphabet)
+            elif choice < 0.7:
+                raw.insert(position, rng.choice(alphabet))
+            else:
+                del raw[position]
+        try:
+            message = _parse(bytes(raw))
+            if isinstance(message, SipRequest):
+                check_request(message)
+            else:
+                check_response(message)
+        except SipParseError:
+            continue
+        accepted += 1
+        assert _fields(_parse(message.serialize())) == _fields(message)
+    assert accepted > 300

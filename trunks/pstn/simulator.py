@@ -66,8 +66,16 @@ class SimulatedPstn:
 
     endpoint_type = "PHONE"
 
-    def __init__(self, control: CallControl, numbers: Iterable[SimulatedNumber] = ()) -> None:
+    def __init__(
+        self,
+        control: CallControl,
+        numbers: Iterable[SimulatedNumber] = (),
+        *,
+        claim_all: bool = True,
+    ) -> None:
         self._control = control
+        # With no carrier, unknown numbers are ours too: they fail with DESTINATION_NOT_FOUND.
+        self.claim_all = claim_all
         self._numbers: dict[str, SimulatedNumber] = {n.number: n for n in numbers}
         self._calls: OrderedDict[str, SimulatedCall] = OrderedDict()
         control.register(self)
@@ -81,6 +89,10 @@ class SimulatedPstn:
         return sorted(self._numbers.values(), key=lambda n: n.number)
 
     # -- calls the platform places --------------------------------------------------------
+
+    def serves(self, endpoint: dict[str, Any]) -> bool:
+        number = str(endpoint.get("phoneNumber") or "").lstrip("+")
+        return self.claim_all or number in self._numbers
 
     def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
         number = endpoint.get("phoneNumber")

@@ -23,12 +23,14 @@ from gateway.core.leg import HangupSource, Leg
 from trunks.sip import sdp
 from trunks.sip.auth import SipAuthenticator
 from trunks.sip.dialog import peer_for
+from trunks.sip.digest import DigestClient
 from trunks.sip.endpoint import SipEndpoint
 from trunks.sip.message import SipRequest
 from trunks.sip.registrar import LocationService
+from trunks.sip.routing import TrunkHealth, destination_peer, destination_uri
 from trunks.sip.session import InviteSession
 from trunks.sip.transport import Peer
-from trunks.sip.trunk_store import SipTrunk
+from trunks.sip.trunk_store import Destination, SipTrunk
 from trunks.sip.uri import NameAddr, SipUri
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,21 @@ class TrunkDirectory(Protocol):
     def by_username(self, username: str) -> SipTrunk | None: ...
 
     def for_source_host(self, ip: str) -> SipTrunk | None: ...
+
+
+# No answer at all from a host (timeout, refused connection, overload): worth another host.
+UNREACHABLE = frozenset({408, 503})
+
+
+@dataclass(frozen=True)
+class Target:
+    uri: SipUri
+    peer: Peer
+    trunk_id: str | None = None
+    destination: Destination | None = None
+
+    def __str__(self) -> str:
+        return f"{self.peer.transport} {self.peer.host}:{self.peer.port}"
 
 
 @dataclass
@@ -79,6 +96,7 @@ class SipTrunkAdapter:
         location: LocationService,
         authenticator: SipAuthenticator,
         media: MediaOffer,
+        health: TrunkHealth,
     ) -> None:
         self._control = control
         self._endpoint = endpoint
@@ -89,10 +107,16 @@ class SipTrunkAdapter:
         self._sessions: dict[str, InviteSession] = {}  # leg id → session
         self._legs: dict[int, str] = {}  # id(session) → leg id
         self._sdp: dict[str, sdp.SessionState] = {}
+        self._health = health
+        self._fallbacks: dict[str, list[Target]] = {}
+        self._targets_in_use: dict[str, Target] = {}
         control.register(self)
         endpoint.on_invite = self._on_invite
 
     # -- LegAdapter: calls the platform places --------------------------------------------
+
+    def serves(self, endpoint: dict[str, Any]) -> bool:
+        return True
 
     def check_endpoint(self, endpoint: dict[str, Any]) -> dict[str, list[str]]:
         problems: dict[str, list[str]] = {}
@@ -114,8 +138,8 @@ class SipTrunkAdapter:
 
     async def originate(self, leg: Leg) -> None:
         trunk = self._trunks.get(str(leg.endpoint["sipTrunkId"]))
-        target = self._target(trunk, str(leg.endpoint["username"])) if trunk else None
-        if trunk is None or target is None or not trunk.enabled:
+        targets = self._targets(trunk, str(leg.endpoint["username"])) if trunk else []
+        if trunk is None or not targets or not trunk.enabled:
             # Not registered, no destination, or disabled: fail after create-call has answered.
             asyncio.get_running_loop().call_soon(
                 self._control.on_ended,
@@ -124,16 +148,31 @@ class SipTrunkAdapter:
                 HangupSource.PLATFORM,
             )
             return
-        uri, peer = target
+        self._dial(leg, targets)
+
+    def _dial(
+        self, leg: Leg, targets: list[Target], credentials: DigestClient | None = None
+    ) -> None:
+        """INVITE the first target; the rest are tried if it does not answer at all."""
+        target, *rest = targets
         session = InviteSession(self._endpoint, self)
+        session.credentials = credentials
         self._bind(leg.id, session)
+        self._fallbacks[leg.id] = rest
         caller = NameAddr(
-            SipUri("sip", self._endpoint.address(peer.transport)[0], leg.from_ or "anonymous"),
+            SipUri(
+                "sip", self._endpoint.address(target.peer.transport)[0], leg.from_ or "anonymous"
+            ),
             leg.from_display_name,
         )
-        callee = NameAddr(SipUri("sip", uri.host, uri.user, port=uri.port))
+        callee = NameAddr(
+            SipUri(target.uri.scheme, target.uri.host, target.uri.user, port=target.uri.port)
+        )
         offer = self._offer(leg.id)
-        session.send_invite(uri, caller, callee, offer, peer, leg.endpoint.get("customHeaders"))
+        session.send_invite(
+            target.uri, caller, callee, offer, target.peer, leg.endpoint.get("customHeaders")
+        )
+        self._targets_in_use[leg.id] = target
 
     async def send_ringing(self, leg: Leg) -> None:
         self._session(leg.id).ring()
@@ -153,6 +192,8 @@ class SipTrunkAdapter:
             return
         self._legs.pop(id(session), None)
         self._sdp.pop(leg.id, None)
+        self._fallbacks.pop(leg.id, None)
+        self._targets_in_use.pop(leg.id, None)
         if session.is_uas and leg.state.is_alerting:
             session.reject(cause.sip_status, cause.sip_reason)
         else:
@@ -179,8 +220,19 @@ class SipTrunkAdapter:
         if leg_id is None:
             return  # the platform released it: the core knows already
         self._sessions.pop(leg_id, None)
-        self._sdp.pop(leg_id, None)
         leg = self._control.get(leg_id)
+        target = self._targets_in_use.pop(leg_id, None)
+        fallbacks = self._fallbacks.pop(leg_id, [])
+        unreachable = status in UNREACHABLE and not session.is_uas and leg.state.is_alerting
+        if unreachable and target is not None and target.destination is not None:
+            self._health.mark(target.trunk_id or "", target.destination, up=False)
+        if unreachable and fallbacks:
+            log.info(
+                "call %s: %s did not answer (%d), trying the next host", leg_id, target, status
+            )
+            self._dial(leg, fallbacks, session.credentials)
+            return
+        self._sdp.pop(leg_id, None)
         if not leg.state.is_alerting:
             cause = errors.NORMAL_HANGUP
         elif status == 487 and session.is_uas:
@@ -250,11 +302,13 @@ class SipTrunkAdapter:
     def _session(self, leg_id: str) -> InviteSession:
         return self._sessions[leg_id]
 
-    def _target(self, trunk: SipTrunk, username: str) -> tuple[SipUri, Peer] | None:
+    def _targets(self, trunk: SipTrunk, username: str) -> list[Target]:
+        """Where to send the INVITE, in the order to try: one Contact of a registered trunk,
+        or a static trunk's hosts ordered by its strategy and their health."""
         if trunk.type == "REGISTERED":
             bindings = self._location.lookup(trunk.username or "")
             if not bindings:
-                return None
+                return []
             binding = bindings[0]
             contact = binding.contact.uri
             uri = SipUri(
@@ -267,16 +321,12 @@ class SipTrunkAdapter:
             # Over TCP and TLS, reuse the connection the trunk registered on (it may be behind
             # NAT and accept no new connections); over UDP, send where its Contact says.
             peer = binding.source if binding.source.reliable else peer_for(contact)
-            return uri, peer
-        destinations = trunk.destinations()
-        if not destinations:
-            return None
-        first = destinations[0]  # FAILOVER to the next host and ROUND_ROBIN: not yet
-        transport = "TLS" if trunk.config.tls else "UDP"
-        uri = SipUri(
-            "sips" if trunk.config.tls else "sip", first.host, username, port=first.port or None
-        )
-        return uri, Peer(transport, *uri.address())
+            return [Target(uri, peer)]
+        targets = []
+        for destination in self._health.order(trunk):
+            uri = destination_uri(trunk, destination, username)
+            targets.append(Target(uri, destination_peer(trunk, uri), trunk.id, destination))
+        return targets
 
     def _state(self, leg_id: str) -> sdp.SessionState:
         if leg_id not in self._sdp:

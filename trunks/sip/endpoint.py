@@ -25,6 +25,7 @@ from trunks.sip.message import (
 from trunks.sip.session import InviteSession
 from trunks.sip.transaction import ServerTransaction, TransactionLayer, new_branch
 from trunks.sip.transport import Peer, TransportLayer
+from trunks.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +97,39 @@ class SipEndpoint:
         host, _ = self.address("UDP")
         return f"{secrets.token_hex(12)}@{_host_for_uri(host)}"
 
+    def send_request(
+        self,
+        method: str,
+        uri: SipUri,
+        peer: Peer,
+        on_response: Callable[[SipResponse], None],
+        on_failure: Callable[[int, str], None],
+        *,
+        from_uri: str | None = None,
+        to_uri: str | None = None,
+        call_id: str | None = None,
+        cseq: int = 1,
+        from_tag: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> SipRequest:
+        """An out-of-dialog request (OPTIONS keepalive, REGISTER to a carrier)."""
+        host, port = self.address(peer.transport)
+        message = Headers()
+        message.add("Via", str(self.via(peer.transport)))
+        message.add("Max-Forwards", "70")
+        from_uri = from_uri or f"sip:gateway@{_host_for_uri(host)}:{port}"
+        message.add("From", f"<{from_uri}>;tag={from_tag or secrets.token_hex(6)}")
+        message.add("To", f"<{to_uri or uri}>")
+        message.add("Call-ID", call_id or self.new_call_id())
+        message.add("CSeq", f"{cseq} {method}")
+        message.add("Contact", self.contact_for(peer.transport))
+        message.add("User-Agent", self.user_agent)
+        for name, value in (headers or {}).items():
+            message.add(name, value)
+        request = SipRequest(message, b"", method, uri)
+        self.transactions.send_request(request, peer, on_response, on_failure)
+        return request
+
     # -- session registry -----------------------------------------------------------------
 
     def register_session(self, session: InviteSession) -> None:
@@ -123,7 +157,8 @@ class SipEndpoint:
         try:
             check_request(request)
         except SipParseError as error:
-            transaction.reply(400, "Bad Request", {"Warning": _warning(error.reason)})
+            status = error.status if error.status in STATUS_PHRASES else 400
+            transaction.reply(status, STATUS_PHRASES[status], {"Warning": _warning(error.reason)})
             return
         max_forwards = request.headers.get("Max-Forwards")
         if max_forwards is not None and int(max_forwards) == 0 and request.method != "OPTIONS":
@@ -205,17 +240,20 @@ class SipEndpoint:
             self.transactions.handle(message, peer)
         except (SipParseError, ValueError) as error:
             if isinstance(message, SipRequest) and message.method != "ACK":
-                self._salvage_reply(message.serialize(), peer, str(error))
+                parse_error = (
+                    error if isinstance(error, SipParseError) else SipParseError(str(error))
+                )
+                self._salvage_reply(message.serialize(), peer, parse_error)
             else:
                 log.debug("dropped a malformed message from %s: %s", peer, error)
 
     def _on_invalid(self, data: bytes, peer: Peer, error: SipParseError) -> None:
         log.info("malformed message from %s:%s: %s", peer.host, peer.port, error.reason)
-        self._salvage_reply(data, peer, error.reason)
+        self._salvage_reply(data, peer, error)
 
-    def _salvage_reply(self, data: bytes, peer: Peer, reason: str) -> None:
+    def _salvage_reply(self, data: bytes, peer: Peer, error: SipParseError) -> None:
         """Answer 400 (513 if too large) when the message has enough to address a response."""
-        response = salvage_error_response(data, reason)
+        response = salvage_error_response(data, error)
         if response is None:
             return
         try:
@@ -233,7 +271,15 @@ def _warning(reason: str) -> str:
     return f'399 gateway "{text}"'
 
 
-def salvage_error_response(data: bytes, reason: str) -> SipResponse | None:
+STATUS_PHRASES = {
+    400: "Bad Request",
+    416: "Unsupported URI Scheme",
+    505: "Version Not Supported",
+    513: "Message Too Large",
+}
+
+
+def salvage_error_response(data: bytes, error: SipParseError) -> SipResponse | None:
     """A 400 for a request we could not parse, built from the header lines that do parse."""
     text = data[:16384].decode("utf-8", "replace")
     head = text.replace("\r\n", "\n").split("\n\n", 1)[0].split("\n")
@@ -252,7 +298,6 @@ def salvage_error_response(data: bytes, reason: str) -> SipResponse | None:
         headers.add("Via", value)
     for name in ("From", "To", "Call-ID", "CSeq"):
         headers.add(name, wanted[name.lower()][0])
-    too_large = "too large" in reason
-    headers.add("Warning", _warning(reason))
-    status, phrase = (513, "Message Too Large") if too_large else (400, "Bad Request")
-    return SipResponse(headers, b"", status, phrase)
+    headers.add("Warning", _warning(error.reason))
+    status = error.status if error.status in STATUS_PHRASES else 400
+    return SipResponse(headers, b"", status, STATUS_PHRASES[status])

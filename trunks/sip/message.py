@@ -419,9 +419,10 @@ def parse_message(data: bytes, *, stream: bool = False) -> SipMessage:
         if first == " " or first == "\t":  # folding (RFC 3261 §7.3.1)
             if not items:
                 raise SipParseError("continuation line before any header")
-            name, value = items[-1]
             more = line.strip(" \t")
-            items[-1] = (name, f"{value} {more}" if value else more)
+            if more:
+                name, value = items[-1]
+                items[-1] = (name, f"{value} {more}" if value else more)
             continue
         name, colon, value = line.partition(":")
         if not colon:

@@ -14,6 +14,7 @@ from trunks.sip.auth import SipAuthenticator
 from trunks.sip.digest import DigestServer, StoredHA1
 from trunks.sip.endpoint import Listener, SipEndpoint
 from trunks.sip.registrar import LocationService, Registrar
+from trunks.sip.routing import OptionsMonitor, TrunkHealth
 from trunks.sip.throttle import AuthThrottle
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,9 @@ class SipService:
         self.trunks = trunks
         self.endpoint = SipEndpoint()
         self.location = LocationService()
-        algorithms = tuple(a.strip() for a in settings.sip_digest_algorithms.split(",") if a.strip())
+        algorithms = tuple(
+            a.strip() for a in settings.sip_digest_algorithms.split(",") if a.strip()
+        )
         self.digest = DigestServer(settings.sip_realm, algorithms=algorithms)
         self.throttle = AuthThrottle()
         self.authenticator = SipAuthenticator(self.digest, self.throttle, self._credentials)
@@ -43,8 +46,12 @@ class SipService:
             settings.media_address or settings.sip_host,
             media_ports(settings.rtp_port_min, settings.rtp_port_max),
         )
+        self.health = TrunkHealth()
+        self.options = OptionsMonitor(
+            self.endpoint, trunks.all, self.health, settings.sip_options_interval
+        )
         self.adapter = SipTrunkAdapter(
-            control, self.endpoint, trunks, self.location, self.authenticator, media
+            control, self.endpoint, trunks, self.location, self.authenticator, media, self.health
         )
 
     def _credentials(self, username: str) -> StoredHA1 | None:
@@ -66,9 +73,11 @@ class SipService:
                 "SIP over TLS is off: no certificate at %s (make certs)", self.settings.sip_tls_cert
             )
         await self.endpoint.start(listeners)
+        self.options.start()
         log.info("SIP listening on %s", self.endpoint.transport.addresses)
 
     async def stop(self) -> None:
+        await self.options.stop()
         await self.endpoint.close()
 
     def trunk_runtime(self, trunk_id: str) -> tuple[str, int]:

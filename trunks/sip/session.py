@@ -13,6 +13,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
 from trunks.sip.dialog import Dialog, new_tag
+from trunks.sip.digest import DigestClient, DigestError
 from trunks.sip.message import Headers, SipRequest, SipResponse
 from trunks.sip.transaction import (
     T1,
@@ -72,6 +73,8 @@ class InviteSession:
         self._cancel_wanted = False
         self._provisional_seen = False
         self._ack: SipRequest | None = None
+        self.credentials: DigestClient | None = None  # for trunks that challenge our INVITEs
+        self._authorized = False
 
     @property
     def is_uas(self) -> bool:
@@ -248,7 +251,33 @@ class InviteSession:
         if status < 300:
             self._on_2xx(response)
             return
+        if status in (401, 407) and self._retry_with_credentials(response):
+            return
         self._end(status, response.reason, by_remote=True)
+
+    def _retry_with_credentials(self, challenge: SipResponse) -> bool:
+        """§22.2: answer one challenge with a new INVITE (same dialog ids, CSeq + 1)."""
+        if self.credentials is None or self._authorized or self.invite is None:
+            return False
+        proxy = challenge.status == 407
+        offered = challenge.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
+        try:
+            chosen = self.credentials.choose(offered)
+            authorization = self.credentials.authorize(chosen, "INVITE", str(self.invite.uri))
+        except DigestError as error:
+            log.info("cannot answer the challenge for call %s: %s", self.call_id, error.reason)
+            return False
+        self._authorized = True
+        assert self.client is not None
+        headers = self.invite.headers.copy()
+        headers.set("Via", str(self.endpoint.via(self.client.peer.transport)))
+        headers.set("CSeq", f"{self.invite.cseq[0] + 1} INVITE")
+        headers.add("Proxy-Authorization" if proxy else "Authorization", authorization)
+        self.invite = SipRequest(headers, self.invite.body, "INVITE", self.invite.uri)
+        self.client = self.endpoint.transactions.send_request(
+            self.invite, self.client.peer, self._on_invite_response, self._on_invite_failure
+        )
+        return True
 
     def _on_2xx(self, response: SipResponse) -> None:
         assert self.invite is not None and self.client is not None

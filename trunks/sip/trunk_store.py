@@ -385,7 +385,9 @@ class TrunkStore:
         if trunk is None:
             return None
         if trunk.type != REGISTERED:
-            raise InvalidTrunk({"type": [f"is {trunk.type}: only REGISTERED trunks have a password"]})
+            raise InvalidTrunk(
+                {"type": [f"is {trunk.type}: only REGISTERED trunks have a password"]}
+            )
         password = _new_password()
         trunk = self._with_password(trunk, password)
         self._set(trunk_id, realm=trunk.realm, ha1_md5=trunk.ha1_md5, ha1_sha256=trunk.ha1_sha256)
