@@ -76,7 +76,8 @@ class Gateway:
             SimulatedNumber.build(n["number"], n["behaviour"], n.get("options"))
             for n in settings.pstn_numbers
         ]
-        pstn = SimulatedPstn(calls, numbers)
+        # With a carrier, numbers the simulator does not have leave through it.
+        pstn = SimulatedPstn(calls, numbers, claim_all=not settings.carrier_uri)
         sip_trunks = TrunkStore(db, settings.sip_realm)
         sip = SipService(settings, calls, sip_trunks)
         for entry in settings.dids:

@@ -33,6 +33,13 @@ class Settings:
     sip_digest_algorithms: str = "SHA-256,MD5"
     # How often STATIC trunks with sipOptions enabled get an OPTIONS keepalive (seconds).
     sip_options_interval: float = 30.0
+    # An upstream carrier: PHONE numbers the simulated PSTN does not have go there.
+    carrier_uri: str = ""  # e.g. "sip:sip.carrier.example:5060;transport=tcp"
+    carrier_username: str = ""
+    carrier_password: str = ""
+    carrier_domain: str = ""  # the registration domain, when not the carrier's host
+    carrier_register: bool = False
+    carrier_expires: int = 300
     # The address put in SDP, and the range RTP ports are taken from.
     media_address: str = ""
     rtp_port_min: int = 20000

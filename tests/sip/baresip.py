@@ -6,10 +6,12 @@
         await phone.wait_event("CALL_ESTABLISHED")
 
 Each instance gets its own config directory (``config`` + ``accounts``), a SIP port and a control
-port on loopback. No audio device is touched: the source is a WAV file of silence (``aufile``),
-the player ``aubridge`` (a loop inside baresip that plays nowhere). ``ctrl_tcp`` speaks JSON in
-netstrings (``LEN:JSON,``): commands carry a token echoed in their response; events arrive in
-between and are queued for :meth:`Baresip.wait_event`.
+port on loopback. No audio device is touched: source and player are one ``aubridge`` device, a
+loop inside baresip that never ends by itself (``aufile`` would: at its end of file baresip's
+menu hangs the call up) and needs no ALSA. ``ctrl_tcp`` speaks JSON in netstrings
+(``LEN:JSON,``): commands carry a token echoed in their response; events arrive in between and
+are queued for :meth:`Baresip.wait_event`. ``BARESIP_TRACE=1`` adds ``-s`` (a SIP trace) to the
+output that a failure shows.
 
 Everything runs in the caller's event loop (the in-process gateway is in it too): the process is
 an asyncio subprocess, its output is drained into ``output`` so that a failure can show it.
@@ -21,11 +23,10 @@ import asyncio
 import contextlib
 import itertools
 import json
+import os
 import re
 import shutil
 import socket
-import struct
-import wave
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -72,31 +73,20 @@ class Account:
             f"answermode={self.answermode}",
             f"regint={self.regint}",
             "audio_codecs=pcmu,pcma",
-            "medianat=",
-            "mediaenc=",
         ]
-        aor = f"<sip:{self.user}@{self.registrar};transport={self.transport}>"
-        return aor + ";" + ";".join(p for p in params if not p.endswith("="))
-
-
-def write_silence(path: Path, seconds: float = 1.0, rate: int = 8000) -> None:
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(rate)
-        out.writeframes(struct.pack("<h", 0) * int(seconds * rate))
+        return f"<sip:{self.user}@{self.registrar};transport={self.transport}>;" + ";".join(params)
 
 
 def write_config(directory: Path, account: Account, sip_port: int, ctrl_port: int) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    silence = directory / "silence.wav"
-    write_silence(silence)
     config = {
         "poll_method": "epoll",
+        # SDP on loopback, not the host's address ("lo" fails: "Cannot assign requested address").
+        "net_interface": "127.0.0.1",
         "sip_listen": f"127.0.0.1:{sip_port}",
         "call_local_timeout": "30",
         "call_max_calls": "4",
-        "audio_source": f"aufile,{silence}",
+        "audio_source": "aubridge,nowhere",
         "audio_player": "aubridge,nowhere",
         "audio_alert": "aubridge,nowhere",
         "audio_level": "no",
@@ -106,7 +96,7 @@ def write_config(directory: Path, account: Account, sip_port: int, ctrl_port: in
         "ctrl_tcp_listen": f"127.0.0.1:{ctrl_port}",
     }
     lines = [f"{name}\t{value}" for name, value in config.items()]
-    lines += [f"module\t{name}.so" for name in ("g711", "aufile", "aubridge")]
+    lines += [f"module\t{name}.so" for name in ("g711", "aubridge")]
     lines += [f"module_tmp\t{name}.so" for name in ("uuid", "account")]
     # menu registers the commands (dial, hangup, accept, reginfo) that ctrl_tcp runs.
     lines += [f"module_app\t{name}.so" for name in ("menu", "ctrl_tcp")]
@@ -153,6 +143,7 @@ class Baresip:
             str(directory),
             "-t",
             str(run_for),  # a safety net: it quits by itself if a test forgets it
+            *(["-s"] if os.environ.get("BARESIP_TRACE") else []),
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
@@ -188,9 +179,7 @@ class Baresip:
         finally:
             self._responses.pop(token, None)
 
-    async def wait_event(
-        self, type: str, timeout: float = 10, **match: Any
-    ) -> dict[str, Any]:
+    async def wait_event(self, type: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
         """The first event of ``type`` (with ``match``ing fields) not yet returned by this."""
 
         def found() -> dict[str, Any] | None:
@@ -204,8 +193,8 @@ class Baresip:
         try:
             async with asyncio.timeout(timeout), self._arrived:
                 while (event := found()) is None:
-                    if self.process.returncode is not None and self._reader is None:
-                        raise BaresipError(f"baresip exited waiting for {type}\n{self.log()}")
+                    if self._reader is None:
+                        raise BaresipError(f"ctrl_tcp closed waiting for {type}\n{self.log()}")
                     await self._arrived.wait()
                 return event
         except TimeoutError:
@@ -231,18 +220,21 @@ class Baresip:
         try:
             async with asyncio.timeout(timeout):
                 while True:
+                    before = len(self.events)
                     if await self.registered():
                         return ANSI.sub("", str((await self.command("reginfo")).get("data")))
                     async with self._arrived:
-                        # Any event (REGISTER_OK among them) or a second, whichever first.
+                        # A new event (REGISTER_OK among them) or a second, whichever first.
                         with contextlib.suppress(TimeoutError):
-                            await asyncio.wait_for(self._arrived.wait(), 1.0)
+                            await asyncio.wait_for(
+                                self._arrived.wait_for(lambda n=before: len(self.events) > n), 1.0
+                            )
         except TimeoutError:
             info = await self.command("reginfo")
             raise BaresipError(f"not registered: {info}\n{self.log()}") from None
 
-    def log(self) -> str:
-        return "baresip output:\n" + "".join(self.output[-80:])
+    def log(self, chars: int = 12000) -> str:
+        return "baresip output:\n" + "".join(self.output)[-chars:]
 
     async def stop(self, timeout: float = 5) -> int | None:
         """Ask it to quit (it unregisters), then make sure it is gone."""
@@ -285,9 +277,10 @@ class Baresip:
         self._tasks.append(asyncio.create_task(self._read()))
 
     async def _drain(self) -> None:
+        # In chunks, not lines: the call status line is redrawn with CRs and never ends.
         assert self.process.stdout is not None
-        async for line in self.process.stdout:
-            self.output.append(line.decode(errors="replace"))
+        while chunk := await self.process.stdout.read(65536):
+            self.output.append(chunk.decode(errors="replace"))
 
     async def _read(self) -> None:
         assert self._reader is not None

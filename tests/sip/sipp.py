@@ -12,11 +12,11 @@ import csv
 import shutil
 import socket
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -29,12 +29,15 @@ ROOT = Path(__file__).resolve().parents[2]
 SCENARIOS = Path(__file__).resolve().parent / "scenarios"
 CERT = ROOT / "certs" / "server.pem"
 KEY = ROOT / "certs" / "server.key"
+CA = ROOT / "certs" / "ca.pem"
 SIPP = shutil.which("sipp")
+T = TypeVar("T")
 
 CALL_EVENTS = [
     "CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_PRE_ESTABLISHED",
     "CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED",
 ]  # fmt: skip
+FINAL = ("CALL_FINISHED", "CALL_FAILED")
 CONFIG_ID = "sipp-config"
 DID = "441134960100"
 CALLER = "441134960999"
@@ -182,6 +185,21 @@ class Sipp:
         )
         return self.result
 
+    async def guard(self, awaitable: Awaitable[T]) -> T:
+        """Await ``awaitable`` (the gateway side); if SIPp exits first, fail with its story."""
+        assert self.process is not None
+        task = asyncio.ensure_future(awaitable)
+        exited = asyncio.ensure_future(self.process.wait())
+        try:
+            await asyncio.wait([task, exited], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            exited.cancel()
+        if not task.done():
+            task.cancel()
+            result = await self.wait()
+            raise AssertionError(f"SIPp ended first\n{result.describe()}\n{self.messages()}")
+        return task.result()
+
     async def stop(self) -> None:
         """Kill it if it still runs (a test that failed half-way)."""
         if self.process is not None and self.process.returncode is None:
@@ -318,9 +336,11 @@ class World:
         response = await self.api.post(f"/calls/1/calls/{call_id}/hangup", json=body)
         assert response.status_code == 200, response.text
 
-    async def sequence(self, call_id: str, last: str, timeout: float = 10) -> list[dict[str, Any]]:
-        """Every event of the call once its ``last`` one arrived."""
-        await self.recorder.wait_for(types=[last], call_id=call_id, timeout=timeout)
+    async def sequence(self, call_id: str, timeout: float = 10) -> list[dict[str, Any]]:
+        """Every event of the call once its final one (CALL_FINISHED or CALL_FAILED) arrived."""
+        await self.recorder.wait_for(
+            call_id=call_id, predicate=lambda e: e.get("type") in FINAL, timeout=timeout
+        )
         return self.recorder.events(call_id)
 
     def types(self, call_id: str) -> list[str]:

@@ -14,12 +14,13 @@ import asyncio
 import itertools
 import logging
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core import errors
 from gateway.core.calls import CallControl, NotRouted
 from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
+from gateway.core.ports import LegAdapter
 from trunks.sip import sdp
 from trunks.sip.auth import SipAuthenticator
 from trunks.sip.dialog import peer_for
@@ -32,6 +33,9 @@ from trunks.sip.session import InviteSession
 from trunks.sip.transport import Peer
 from trunks.sip.trunk_store import Destination, SipTrunk
 from trunks.sip.uri import NameAddr, SipUri
+
+if TYPE_CHECKING:
+    from trunks.sip.carrier import CarrierLegs
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +114,7 @@ class SipTrunkAdapter:
         self._health = health
         self._fallbacks: dict[str, list[Target]] = {}
         self._targets_in_use: dict[str, Target] = {}
+        self.carrier: CarrierLegs | None = None  # set when a carrier is configured
         control.register(self)
         endpoint.on_invite = self._on_invite
 
@@ -150,6 +155,10 @@ class SipTrunkAdapter:
             return
         self._dial(leg, targets)
 
+    def dial(self, leg: Leg, uri: SipUri, peer: Peer, credentials: DigestClient | None) -> None:
+        """Place a leg's INVITE to one address (the carrier's), answering its challenge."""
+        self._dial(leg, [Target(uri, peer)], credentials)
+
     def _dial(
         self, leg: Leg, targets: list[Target], credentials: DigestClient | None = None
     ) -> None:
@@ -165,8 +174,14 @@ class SipTrunkAdapter:
             ),
             leg.from_display_name,
         )
+        callee_user = leg.endpoint.get("username") or leg.endpoint.get("phoneNumber")
         callee = NameAddr(
-            SipUri(target.uri.scheme, target.uri.host, target.uri.user, port=target.uri.port)
+            SipUri(
+                target.uri.scheme,
+                target.uri.host,
+                str(callee_user or target.uri.user),
+                port=target.uri.port,
+            )
         )
         offer = self._offer(leg.id)
         session.send_invite(
@@ -256,6 +271,10 @@ class SipTrunkAdapter:
 
     def _on_invite(self, session: InviteSession, request: SipRequest, source: Peer) -> None:
         assert session.server is not None
+        if self.carrier is not None and self.carrier.carrier.is_source(source.host):
+            caller = request.from_.uri.user or "anonymous"
+            self._receive(session, request, self.carrier, {"type": "PHONE", "phoneNumber": caller})
+            return
         trunk = self._trunks.for_source_host(source.host)
         if trunk is None or trunk.config.invite_authentication:
             username = self._authenticate(request, session.server)
@@ -266,6 +285,21 @@ class SipTrunkAdapter:
         if trunk is None or not trunk.enabled:
             session.reject(403, "Forbidden")
             return
+        caller = request.from_.uri.user or "anonymous"
+        endpoint: dict[str, Any] = {"type": "SIP", "username": caller, "sipTrunkId": trunk.id}
+        headers = custom_headers(request)
+        if headers:
+            endpoint["customHeaders"] = headers
+        self._receive(session, request, self, endpoint)
+
+    def _receive(
+        self,
+        session: InviteSession,
+        request: SipRequest,
+        adapter: LegAdapter,
+        endpoint: dict[str, Any],
+    ) -> None:
+        """An acceptable INVITE becomes an inbound leg on the configuration of its number."""
         if request.body:
             try:
                 sdp.parse_sdp(request.body)
@@ -274,12 +308,8 @@ class SipTrunkAdapter:
                 return
         caller = request.from_.uri.user or "anonymous"
         called = request.uri.user or ""
-        endpoint: dict[str, Any] = {"type": "SIP", "username": caller, "sipTrunkId": trunk.id}
-        headers = custom_headers(request)
-        if headers:
-            endpoint["customHeaders"] = headers
         try:
-            leg = self._control.receive_call(self, endpoint, caller, called)
+            leg = self._control.receive_call(adapter, endpoint, caller, called)
         except NotRouted:
             session.reject(404, "Not Found")
             return
@@ -311,13 +341,17 @@ class SipTrunkAdapter:
                 return []
             binding = bindings[0]
             contact = binding.contact.uri
-            uri = SipUri(
-                contact.scheme,
-                contact.host,
-                username,
-                port=contact.port,
-                params=dict(contact.params),
-            )
+            # Calling the registered phone itself: its Contact as it registered it (§16.6).
+            # Calling a user behind a registered PBX: the PBX's Contact with that user.
+            uri = contact
+            if username != trunk.username:
+                uri = SipUri(
+                    contact.scheme,
+                    contact.host,
+                    username,
+                    port=contact.port,
+                    params=dict(contact.params),
+                )
             # Over TCP and TLS, reuse the connection the trunk registered on (it may be behind
             # NAT and accept no new connections); over UDP, send where its Contact says.
             peer = binding.source if binding.source.reliable else peer_for(contact)

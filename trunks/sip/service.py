@@ -11,11 +11,13 @@ from typing import Any
 from gateway.core.calls import CallControl
 from trunks.sip.adapter import MediaOffer, SipTrunkAdapter, TrunkDirectory, media_ports
 from trunks.sip.auth import SipAuthenticator
+from trunks.sip.carrier import Carrier, CarrierLegs, UpstreamRegistration
 from trunks.sip.digest import DigestServer, StoredHA1
 from trunks.sip.endpoint import Listener, SipEndpoint
 from trunks.sip.registrar import LocationService, Registrar
 from trunks.sip.routing import OptionsMonitor, TrunkHealth
 from trunks.sip.throttle import AuthThrottle
+from trunks.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +55,20 @@ class SipService:
         self.adapter = SipTrunkAdapter(
             control, self.endpoint, trunks, self.location, self.authenticator, media, self.health
         )
+        self.upstream: UpstreamRegistration | None = None
+        if settings.carrier_uri:
+            carrier = Carrier(
+                SipUri.parse(settings.carrier_uri),
+                settings.carrier_username,
+                settings.carrier_password,
+                settings.carrier_domain,
+            )
+            self.adapter.carrier = CarrierLegs(self.adapter, carrier)
+            control.register(self.adapter.carrier)
+            if settings.carrier_register:
+                self.upstream = UpstreamRegistration(
+                    self.endpoint, carrier, settings.carrier_expires
+                )
 
     def _credentials(self, username: str) -> StoredHA1 | None:
         trunk = self.trunks.by_username(username)
@@ -74,10 +90,14 @@ class SipService:
             )
         await self.endpoint.start(listeners)
         self.options.start()
+        if self.upstream is not None:
+            self.upstream.start()
         log.info("SIP listening on %s", self.endpoint.transport.addresses)
 
     async def stop(self) -> None:
         await self.options.stop()
+        if self.upstream is not None:
+            await self.upstream.stop()
         await self.endpoint.close()
 
     def trunk_runtime(self, trunk_id: str) -> tuple[str, int]:
