@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 # Debian packages the run or the tests need: SIPp and baresip are the SIP peers of the tests.
 SYSTEM_PACKAGES := sip-tester baresip-core openssl
 
-.PHONY: run test lint system-deps venv clean certs
+.PHONY: run test lint system-deps venv clean certs bench-sip
 
 run: venv certs
 	$(BIN)/gateway serve
@@ -49,3 +49,7 @@ certs/server.pem:
 		-days 825 -extfile certs/server.ext -out certs/server.pem 2>/dev/null
 	rm -f certs/server.csr certs/server.ext
 	chmod 600 certs/*.key
+
+# Benchmarks print tables; they are not tests. See bench/*.py for what each measures.
+bench-sip: venv
+	$(BIN)/python bench/sip_bench.py $(BENCH_ARGS)

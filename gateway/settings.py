@@ -59,6 +59,7 @@ class Settings:
     # Numbers the user owns, linked to a calls configuration: {number, callsConfigurationId}.
     dids: list[dict[str, Any]] = field(default_factory=list)
     log_level: str = "info"
+    event_loop: str = "uvloop"  # or "asyncio"
 
     @property
     def database_url(self) -> str:

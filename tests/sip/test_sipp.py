@@ -262,6 +262,24 @@ async def test_reinvite_to_hold_gets_recvonly(world: World, tmp_path: Path):
     assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
 
 
+async def test_bye_before_the_ack_ends_an_answered_call(world: World, tmp_path: Path):
+    """The caller's ACK never comes (lost), its BYE does: the BYE carries our To tag, so our
+    200 OK reached it and the call was answered (RFC 3261 §12.1.1, §15.1.2). Not a failure."""
+    await world.static_trunk(source_hosts=["127.0.0.1"])
+    sipp = Sipp("uac_bye_without_ack", tmp_path, remote=world.remote, options=["-s", DID])
+    await sipp.start()
+    try:
+        call_id = await sipp.guard(world.received())
+        await world.answer(call_id)
+        result = await sipp.wait()
+    finally:
+        await sipp.stop()
+    result.assert_ok()
+    events = await world.sequence(call_id)
+    assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
+    assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
+
+
 # -- UDP: lost messages, and the one-message answers ------------------------------------------
 
 
@@ -296,8 +314,6 @@ async def test_retransmissions_recover_lost_messages(world: World, tmp_path: Pat
     result.assert_ok(calls)
     for call_id in call_ids:
         events = await world.sequence(call_id)
-        if world.types(call_id)[-1] == "CALL_FAILED":
-            print("DEBUG", events[-1], sipp.messages(), world.types(call_id))
         assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
         assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
     assert result.count("Retransmissions") > 0 or "retrans" in result.stdout.lower()

@@ -342,6 +342,13 @@ class InviteSession:
         method = request.method
         if method == "BYE":
             transaction.reply(200, "OK")
+            if self._retransmit is not None and self.is_uas:
+                # Our 2xx is still unacknowledged (its ACK lost or late), but a BYE carrying
+                # our To tag proves the caller got it: the call was answered, then hung up.
+                self._retransmit.cancel()
+                self._retransmit = None
+                if self.events is not None:
+                    self.events.on_answered(self, self.remote_sdp)
             self._end(200, "BYE", by_remote=True)
         elif method == "INVITE":
             self._receive_reinvite(request, transaction)

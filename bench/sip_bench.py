@@ -1,0 +1,309 @@
+"""``make bench-sip``: SIPp calls into a real `gateway serve` through the whole Calls API loop.
+
+For each call: SIPp INVITEs a number linked to a configuration → CALL_RECEIVED reaches a small
+webhook app → the app answers through ``POST /calls/1/calls/{id}/answer`` → 200 OK → SIPp holds
+the call, then hangs up. The rate ramps up until calls fail; the table shows each step, the
+highest rate with no failed call, and then a profile of the gateway at that rate.
+
+Loopback only; every step is bounded in calls and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import pstats
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h11
+import httpx
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+DID = "441134960100"
+KEY = "bench-key-0123456789"
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class AnsweringApp:
+    """The voice app under load: answers every CALL_RECEIVED through the Calls API."""
+
+    def __init__(self, api: httpx.AsyncClient) -> None:
+        self.api = api
+        self.port = 0
+        self.answered = 0
+        self.errors = 0
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self._server.sockets[0].getsockname()[1]
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        for writer in list(self._writers):
+            writer.close()  # the gateway's keep-alive connections: their handlers then return
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connection = h11.Connection(h11.SERVER)
+        body = bytearray()
+        self._writers.add(writer)
+        try:
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    data = await reader.read(65536)
+                    if not data:
+                        break
+                    connection.receive_data(data)
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage):
+                    self._handle(bytes(body))
+                    body.clear()
+                    response = h11.Response(status_code=200, headers=[("content-length", "0")])
+                    writer.write(connection.send(response) + connection.send(h11.EndOfMessage()))
+                    await writer.drain()
+                    connection.start_next_cycle()
+                elif not isinstance(event, h11.Request):
+                    break
+        except (h11.ProtocolError, ConnectionError):
+            pass
+        finally:
+            self._writers.discard(writer)
+            writer.close()
+
+    def _handle(self, body: bytes) -> None:
+        event = json.loads(body)
+        if event.get("type") == "CALL_RECEIVED":
+            task = asyncio.get_running_loop().create_task(self._answer(event["callId"]))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, call_id: str) -> None:
+        response = await self.api.post(f"/calls/1/calls/{call_id}/answer", json={})
+        if response.status_code == 200:
+            self.answered += 1
+        else:
+            self.errors += 1
+
+
+def start_gateway(
+    data_dir: Path, http_port: int, sip_port: int, profile: Path | None
+) -> subprocess.Popen:
+    env = {
+        **os.environ,
+        "GATEWAY_DATA_DIR": str(data_dir),
+        "GATEWAY_API_KEY": KEY,
+        "GATEWAY_HTTP_PORT": str(http_port),
+        "GATEWAY_SIP_PORT": str(sip_port),
+        "GATEWAY_SIP_TLS_PORT": str(free_port()),
+        "GATEWAY_LOG_LEVEL": "warning",
+        "GATEWAY_PSTN_DEFAULT_PLAN": "false",
+    }
+    command = [sys.executable]
+    if profile is not None:
+        command += ["-m", "cProfile", "-o", str(profile)]
+    command += ["-m", "gateway", "serve"]
+    process = subprocess.Popen(
+        command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    assert process.stdout is not None
+    deadline = time.monotonic() + 20
+    for line in process.stdout:
+        if "ready" in line:
+            return process
+        if time.monotonic() > deadline:
+            break
+    process.kill()
+    raise SystemExit("the gateway did not start")
+
+
+async def configure(api: httpx.AsyncClient, app_port: int) -> None:
+    steps = [
+        ("POST", "/calls/1/configurations", {"id": "bench"}),
+        ("PUT", f"/gateway/1/numbers/{DID}", {"callsConfigurationId": "bench"}),
+        (
+            "POST",
+            "/calls/1/sip-trunks",
+            {"type": "STATIC", "name": "sipp", "channelLimit": 1000,
+             "billingPackage": {"packageType": "METERED"}, "sourceHosts": ["127.0.0.1"]},
+        ),
+        (
+            "POST",
+            "/subscriptions/1/subscription/VOICE_VIDEO",
+            {"subscriptionId": "bench", "events": ["CALL_RECEIVED"],
+             "criteria": [{"callsConfigurationId": "bench"}],
+             "profile": {"profileId": "bench",
+                         "webhook": {"notifyUrl": f"http://127.0.0.1:{app_port}/events"}}},
+        ),
+    ]  # fmt: skip
+    for method, path, body in steps:
+        response = await api.request(method, path, json=body)
+        response.raise_for_status()
+
+
+async def run_step(
+    sip_port: int, rate: int, seconds: int, hold_ms: int, work: Path
+) -> dict[str, float]:
+    calls = rate * seconds
+    process = await asyncio.create_subprocess_exec(
+        "sipp", f"127.0.0.1:{sip_port}", "-sf", str(HERE / "uac_hold.xml"), "-s", DID,
+        "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
+        "-r", str(rate), "-m", str(calls), "-l", str(rate * (hold_ms // 1000 + 3)),
+        "-d", str(hold_ms), "-nostdin", "-timeout", str(seconds + 30), "-timeout_error",
+        "-trace_stat", "-stf", str(work / "stats.csv"), "-fd", "1",
+        "-recv_timeout", "10000",
+        cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    started = time.monotonic()
+    await process.wait()
+    elapsed = time.monotonic() - started
+    rows = (work / "stats.csv").read_text().strip().splitlines()
+    header, last = rows[0].split(";"), rows[-1].split(";")
+    stats = dict(zip(header, last, strict=False))
+    (work / "stats.csv").unlink()
+    return {
+        "rate": rate,
+        "calls": calls,
+        "ok": int(stats.get("SuccessfulCall(C)", 0)),
+        "failed": int(stats.get("FailedCall(C)", 0)),
+        "seconds": elapsed,
+        "rtd_ms": _rtd_ms(stats),
+    }
+
+
+def _rtd_ms(stats: dict[str, str]) -> float:
+    text = stats.get("ResponseTime1(C)", "")
+    match = re.match(r"(\d+):(\d+):(\d+):(\d+)", text)
+    if not match:
+        return float("nan")
+    h, m, s, us = (int(x) for x in match.groups())
+    return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
+
+
+async def bench(rates: list[int], seconds: int, hold_ms: int, profile_top: int) -> int:
+    work = Path(tempfile.mkdtemp(prefix="bench-sip-"))
+    results: list[dict[str, float]] = []
+    best = 0
+    try:
+        best = await _ramp(work, rates, seconds, hold_ms, results)
+        _print_table(results, best, hold_ms)
+        if best and profile_top:
+            await _profile(work, best, seconds, hold_ms, profile_top)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0 if best else 1
+
+
+async def _session(work: Path, profile: Path | None):
+    http_port, sip_port = free_port(), free_port()
+    data = work / f"data-{time.monotonic_ns()}"
+    gateway = start_gateway(data, http_port, sip_port, profile)
+    api = httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{http_port}",
+        headers={"Authorization": f"App {KEY}"},
+        limits=httpx.Limits(max_connections=50),
+        timeout=30,
+    )
+    app = AnsweringApp(api)
+    await app.start()
+    await configure(api, app.port)
+    return gateway, api, app, sip_port
+
+
+async def _close(gateway: subprocess.Popen, api: httpx.AsyncClient, app: AnsweringApp) -> None:
+    await app.stop()
+    await api.aclose()
+    gateway.send_signal(signal.SIGTERM)
+    gateway.wait(timeout=30)
+
+
+async def _ramp(work: Path, rates: list[int], seconds: int, hold_ms: int, results: list) -> int:
+    gateway, api, app, sip_port = await _session(work, None)
+    best = 0
+    try:
+        for rate in rates:
+            result = await run_step(sip_port, rate, seconds, hold_ms, work)
+            results.append(result)
+            ok, calls, failed = result["ok"], result["calls"], result["failed"]
+            print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed", flush=True)
+            if result["failed"] or result["ok"] < result["calls"]:
+                break
+            best = rate
+    finally:
+        await _close(gateway, api, app)
+    return best
+
+
+def _print_table(results: list[dict[str, float]], best: int, hold_ms: int) -> None:
+    print()
+    print("Calls API loop: SIPp INVITE → CALL_RECEIVED → webhook app → answer API → 200 OK;")
+    print(f"each call held {hold_ms} ms, then SIPp hangs up")
+    print(
+        f"{'calls/s':>8} {'calls':>7} {'ok':>7} {'failed':>7} {'answer ms (avg)':>16} {'wall s':>7}"
+    )
+    for r in results:
+        counts = f"{r['rate']:>8.0f} {r['calls']:>7.0f} {r['ok']:>7.0f} {r['failed']:>7.0f}"
+        print(f"{counts} {r['rtd_ms']:>16.1f} {r['seconds']:>7.1f}")
+    print(
+        f"\nhighest rate with zero failed calls: {best} calls/s"
+        if best
+        else "\nevery rate had failures"
+    )
+
+
+async def _profile(work: Path, rate: int, seconds: int, hold_ms: int, top: int) -> None:
+    profile = work / "gateway.prof"
+    gateway, api, app, sip_port = await _session(work, profile)
+    try:
+        await run_step(sip_port, rate, seconds, hold_ms, work)
+    finally:
+        await _close(gateway, api, app)
+    print(f"\nwhere the gateway's time goes at {rate} calls/s (cProfile, by own time):")
+    stats = pstats.Stats(str(profile))
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--rates", default="10,20,40,60,80,100,130,160,200", help="calls per second, ramped"
+    )
+    parser.add_argument("--seconds", type=int, default=10, help="how long each rate runs")
+    parser.add_argument(
+        "--hold-ms", type=int, default=1000, help="how long each call lasts once answered"
+    )
+    parser.add_argument("--profile-top", type=int, default=25, help="profile rows (0: no profile)")
+    args = parser.parse_args()
+    if shutil.which("sipp") is None:
+        raise SystemExit("sipp is not installed (Debian package sip-tester; `make system-deps`)")
+    rates = [int(r) for r in args.rates.split(",")]
+    sys.exit(asyncio.run(bench(rates, args.seconds, args.hold_ms, args.profile_top)))
+
+
+if __name__ == "__main__":
+    main()
