@@ -381,9 +381,13 @@ async def running_world(tmp: Path, **overrides: Any) -> AsyncIterator[World]:
                 "criteria": [{"callsConfigurationId": CONFIG_ID}],
                 "profile": {"profileId": "sipp-profile", "webhook": {"notifyUrl": recorder.url}},
             }
-            response = await api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
+            response = await api.post(
+                "/subscriptions/1/subscription/VOICE_VIDEO", json=subscription
+            )
             assert response.status_code == 201, response.text
-            linked = await api.put(f"/gateway/1/numbers/{DID}", json={"callsConfigurationId": CONFIG_ID})
+            linked = await api.put(
+                f"/gateway/1/numbers/{DID}", json={"callsConfigurationId": CONFIG_ID}
+            )
             assert linked.status_code == 200, linked.text
             yield World(gateway, api, recorder, tmp)
     finally:

@@ -29,7 +29,7 @@ from trunks.sip.uri import SipUri
 
 log = logging.getLogger(__name__)
 
-ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, REGISTER"
+ALLOW = "INVITE, ACK, CANCEL, BYE, OPTIONS, INFO, UPDATE, PRACK, REGISTER"
 # Methods we know of but do not serve outside a dialog: 405 with Allow, not 501.
 KNOWN_METHODS = frozenset(
     {"INVITE", "ACK", "CANCEL", "BYE", "OPTIONS", "REGISTER", "INFO", "UPDATE", "PRACK",

@@ -68,6 +68,9 @@ class InviteSession:
         self.local_tag = new_tag()
         self._retransmit: asyncio.TimerHandle | None = None
         self._ok: SipResponse | None = None
+        self._rseq = 0
+        self._unacked: SipResponse | None = None  # a reliable provisional awaiting PRACK
+        self._prack_timer: asyncio.TimerHandle | None = None
         # UAC
         self.client: ClientTransaction | None = None
         self._cancel_wanted = False
@@ -103,7 +106,64 @@ class InviteSession:
         if self.server is None or self.phase not in (Phase.INITIAL, Phase.EARLY):
             return
         self.phase = Phase.EARLY
-        self.server.respond(self._uas_response(status, reason, sdp))
+        response = self._uas_response(status, reason, sdp)
+        if self._peer_requires_100rel():
+            if self._unacked is not None:
+                return  # RFC 3262 §3: one unacknowledged reliable provisional at a time
+            self._send_reliably(response)
+            return
+        self.server.respond(response)
+
+    def _peer_requires_100rel(self) -> bool:
+        assert self.invite is not None
+        return "100rel" in (v.lower() for v in self.invite.headers.get_all("Require"))
+
+    def _send_reliably(self, response: SipResponse) -> None:
+        """RFC 3262: a provisional response with RSeq, retransmitted until its PRACK."""
+        assert self.server is not None and self.invite is not None
+        self._rseq += 1
+        response.headers.add("Require", "100rel")
+        response.headers.add("RSeq", str(self._rseq))
+        if self.dialog is None:  # the early dialog the PRACK will arrive in
+            contact = self.endpoint.contact_for(self.server.source.transport)
+            self.dialog = Dialog.as_uas(
+                self.invite, self.local_tag, contact, self.server.source.transport
+            )
+            self.endpoint.register_dialog(self)
+        self._unacked = response
+        self.server.respond(response)
+        self._schedule_reliable(T1, 0.0)
+
+    def _schedule_reliable(self, interval: float, elapsed: float) -> None:
+        if elapsed + interval > 64 * T1:
+            self._prack_timer = self.endpoint.loop.call_later(interval, self._prack_timeout)
+        else:
+            self._prack_timer = self.endpoint.loop.call_later(
+                interval, self._resend_reliable, interval, elapsed + interval
+            )
+
+    def _resend_reliable(self, interval: float, elapsed: float) -> None:
+        if self._unacked is not None and self.server is not None:
+            self.endpoint.transport.send(self._unacked, self.server.peer)
+            self._schedule_reliable(interval * 2, elapsed)
+
+    def _prack_timeout(self) -> None:
+        """§3: no PRACK for a reliable provisional: the INVITE fails with a 5xx."""
+        self._prack_timer = None
+        self._unacked = None
+        self.reject(504, "Server Time-out")
+
+    def _receive_prack(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        rack = (request.headers.get("RAck") or "").split()
+        expected = [str(self._rseq), str(self.invite.cseq[0]), "INVITE"] if self.invite else None
+        if self._unacked is None or rack != expected:
+            transaction.reply(481, "Call/Transaction Does Not Exist")
+            return
+        self._unacked = None
+        if self._prack_timer is not None:
+            self._prack_timer.cancel()
+            self._prack_timer = None
+        transaction.reply(200, "OK")
 
     def accept(self, sdp: bytes) -> None:
         """200 OK with our answer (or offer, if the INVITE had none); retransmitted until ACK."""
@@ -352,6 +412,8 @@ class InviteSession:
             self._end(200, "BYE", by_remote=True)
         elif method == "INVITE":
             self._receive_reinvite(request, transaction)
+        elif method == "PRACK":
+            self._receive_prack(request, transaction)
         elif method in ("OPTIONS", "INFO", "UPDATE", "NOTIFY"):
             transaction.reply(200, "OK")
         else:
@@ -377,6 +439,9 @@ class InviteSession:
         if self.phase is Phase.TERMINATED:
             return
         self.phase = Phase.TERMINATED
+        if self._prack_timer is not None:
+            self._prack_timer.cancel()
+            self._prack_timer = None
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
