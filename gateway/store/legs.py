@@ -118,6 +118,18 @@ def _leg(row: Any) -> Leg:
     )
 
 
+def _upsert():
+    """Built once: constructing the statement costs more than running it."""
+    statement = sqlite_insert(legs_table)
+    return statement.on_conflict_do_update(
+        index_elements=[legs_table.c.id],
+        set_={c.name: statement.excluded[c.name] for c in legs_table.c if c.name != "id"},
+    )
+
+
+_UPSERT = _upsert()
+
+
 class SqlLegStore:
     """The :class:`~gateway.core.ports.LegStore` on SQLAlchemy."""
 
@@ -125,14 +137,8 @@ class SqlLegStore:
         self._db = db
 
     def save(self, leg: Leg) -> None:
-        row = _row(leg)
-        statement = sqlite_insert(legs_table).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=[legs_table.c.id],
-            set_={key: statement.excluded[key] for key in row if key != "id"},
-        )
         with self._db.begin() as conn:
-            conn.execute(statement)
+            conn.execute(_UPSERT, _row(leg))
 
     def get(self, leg_id: str) -> Leg | None:
         with self._db.begin() as conn:

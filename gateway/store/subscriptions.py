@@ -278,6 +278,19 @@ def _subscription(row: Any) -> Subscription:
     )
 
 
+_generation = 0  # bumped by every write, so that readers may cache what they derive
+
+
+def generation() -> int:
+    """Changes whenever a subscription, profile or security setting may have changed."""
+    return _generation
+
+
+def _changed() -> None:
+    global _generation
+    _generation += 1
+
+
 class SubscriptionRepository:
     """Subscriptions, profiles and security settings, read and written on one connection.
 
@@ -290,12 +303,14 @@ class SubscriptionRepository:
         self._conn = conn
 
     def _save(self, table: Table, key: str, values: dict[str, Any]) -> None:
+        _changed()
         column = table.c[key]
         result = self._conn.execute(update(table).where(column == values[key]).values(values))
         if result.rowcount == 0:
             self._conn.execute(insert(table).values(values))
 
     def _delete(self, table: Table, key: str, ident: str) -> bool:
+        _changed()
         return self._conn.execute(delete(table).where(table.c[key] == ident)).rowcount > 0
 
     # Security settings.

@@ -27,9 +27,10 @@ from typing import Any
 import httpx
 
 from gateway.settings import Settings
+from gateway.store import subscriptions
 from gateway.store.db import Database
 from gateway.store.outbox import DEAD, DELIVERED, PENDING, NewDelivery, Outbox, OutboxRow
-from gateway.store.subscriptions import Criterion, Profile, SubscriptionRepository
+from gateway.store.subscriptions import Criterion, Profile, Route, SubscriptionRepository
 from gateway.webhooks.signing import request_headers
 
 log = logging.getLogger(__name__)
@@ -89,13 +90,15 @@ class WebhookDispatcher:
         self._queue: asyncio.Queue[OutboxRow] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._client: httpx.AsyncClient | None = None
+        self._routes_cache: dict[tuple[str, Criterion], list[Route]] = {}
+        self._routes_generation = -1
 
     def publish(self, event: dict[str, Any]) -> None:
         event_type = event.get("type", "")
+        routes = self._routes(event_type, event_origin(event))
+        if not routes:
+            return
         with self._db.begin() as conn:
-            routes = SubscriptionRepository(conn).routes(event_type, event_origin(event))
-            if not routes:
-                return
             body, key = encode(event), ordering_key(event)
             Outbox(conn).enqueue(
                 [
@@ -108,6 +111,17 @@ class WebhookDispatcher:
             )
         self._idle.clear()
         self._wake.set()
+
+    def _routes(self, event_type: str, origin: Criterion) -> list[Route]:
+        """The subscriptions an event goes to; cached until a subscription changes."""
+        if self._routes_generation != subscriptions.generation():
+            self._routes_cache.clear()
+            self._routes_generation = subscriptions.generation()
+        key = (event_type, origin)
+        if key not in self._routes_cache:
+            with self._db.begin() as conn:
+                self._routes_cache[key] = SubscriptionRepository(conn).routes(event_type, origin)
+        return self._routes_cache[key]
 
     async def start(self) -> None:
         """Deliver, beginning with whatever an earlier run left pending."""

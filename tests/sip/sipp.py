@@ -67,6 +67,7 @@ class SippResult:
     stderr: str
     errors: str  # the -trace_err log: every unexpected message
     stats: dict[str, str] = field(default_factory=dict)  # the last row of the -trace_stat CSV
+    messages: str = ""  # the -trace_msg log: every message sent and received
 
     def count(self, name: str) -> int:
         """A cumulative counter of the statistics, e.g. ``SuccessfulCall`` or ``FailedCall``."""
@@ -83,7 +84,8 @@ class SippResult:
             f"statistics: {interesting}\n"
             f"--- stdout (tail)\n{self.stdout[-3000:]}\n"
             f"--- stderr\n{self.stderr[-3000:]}\n"
-            f"--- error log\n{self.errors[-6000:] or '(empty)'}"
+            f"--- error log\n{self.errors[-6000:] or '(empty)'}\n"
+            f"--- messages (tail)\n{self.messages[-8000:]}"
         )
 
     def assert_ok(self, calls: int = 1) -> None:
@@ -182,6 +184,7 @@ class Sipp:
             stderr.decode(errors="replace"),
             _read(self.cwd / "errors.log"),
             _last_stats(self.cwd / "stats.csv"),
+            self.messages(),
         )
         return self.result
 
@@ -197,8 +200,14 @@ class Sipp:
         if not task.done():
             task.cancel()
             result = await self.wait()
-            raise AssertionError(f"SIPp ended first\n{result.describe()}\n{self.messages()}")
+            raise AssertionError(f"SIPp ended before the gateway side did\n{result.describe()}")
         return task.result()
+
+    async def __aenter__(self) -> Sipp:
+        return await self.start()
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.stop()
 
     async def stop(self) -> None:
         """Kill it if it still runs (a test that failed half-way)."""

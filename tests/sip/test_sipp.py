@@ -4,6 +4,7 @@ events, states, error codes and hangup sources)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -46,6 +47,10 @@ async def test_register_with_digest(world: World, tmp_path: Path):
     result.assert_ok()
     status = await world.trunk_status(trunk["id"])
     assert status["registrationStatus"] == "REGISTERED", status
+    # §10.3 step 8: the 200 lists the current bindings, each with its expires parameter.
+    contact = rf"Contact: <sip:{trunk['username']}@127\.0\.0\.1:\d+[^>]*>;expires=(\d+)"
+    granted = re.search(rf"SIP/2\.0 200 OK\r?\n(?:.+\r?\n)*?{contact}", result.messages)
+    assert granted and 290 <= int(granted[1]) <= 300, result.describe()
 
 
 async def test_wrong_password_is_challenged_then_blocked(world: World, tmp_path: Path):
@@ -57,6 +62,18 @@ async def test_wrong_password_is_challenged_then_blocked(world: World, tmp_path:
         options=["-s", trunk["username"], "-au", trunk["username"], "-ap", "not-the-password"],
     )
     result.assert_ok()
+    assert (await world.trunk_status(trunk["id"]))["registrationStatus"] == "UNREGISTERED"
+    # Blocked means blocked: the right password is refused too, without a challenge.
+    honest = await run_sipp(
+        "register",
+        tmp_path,
+        remote=world.remote,
+        options=["-s", trunk["username"], "-au", trunk["username"], "-ap", trunk["password"]],
+    )
+    assert honest.returncode == 1 and honest.count("FailedUnexpectedMessage") == 1, (
+        honest.describe()
+    )
+    assert "SIP/2.0 403 Forbidden" in honest.messages, honest.describe()
     assert (await world.trunk_status(trunk["id"]))["registrationStatus"] == "UNREGISTERED"
 
 
@@ -75,13 +92,10 @@ async def test_authenticated_call_hung_up_by_caller(world: World, tmp_path: Path
     trunk = await world.registered_trunk()
     sipp = Sipp("uac_auth_call", tmp_path, remote=world.remote,
                 options=calling(world, trunk))  # fmt: skip
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.answer(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
@@ -96,15 +110,12 @@ async def test_authenticated_call_hung_up_by_api(world: World, tmp_path: Path):
     trunk = await world.registered_trunk()
     sipp = Sipp("uac_auth_call_remote_bye", tmp_path, remote=world.remote,
                 options=calling(world, trunk))  # fmt: skip
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.answer(call_id)
         await sipp.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
         await world.hangup(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
@@ -131,13 +142,10 @@ async def test_application_rejects_the_call(
 ):
     trunk = await world.registered_trunk()
     sipp = Sipp(scenario, tmp_path, remote=world.remote, options=calling(world, trunk))
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.hangup(call_id, error_code)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_RECEIVED", "CALL_FAILED"]
@@ -148,15 +156,12 @@ async def test_application_rejects_the_call(
 
 
 async def test_outbound_answered_and_hung_up_by_api(world: World, tmp_path: Path):
-    sipp = await Sipp("uas_answer", tmp_path).start()
-    try:
+    async with Sipp("uas_answer", tmp_path) as sipp:
         trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{sipp.port}"])
         call_id = await world.dial(trunk["id"])
         await sipp.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
         await world.hangup(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == [
@@ -169,13 +174,10 @@ async def test_outbound_answered_and_hung_up_by_api(world: World, tmp_path: Path
 
 
 async def test_outbound_hung_up_by_callee(world: World, tmp_path: Path):
-    sipp = await Sipp("uas_answer_then_bye", tmp_path).start()
-    try:
+    async with Sipp("uas_answer_then_bye", tmp_path) as sipp:
         trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{sipp.port}"])
         call_id = await world.dial(trunk["id"])
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == [
@@ -187,8 +189,7 @@ async def test_outbound_hung_up_by_callee(world: World, tmp_path: Path):
 async def test_outbound_to_a_registered_trunk(world: World, tmp_path: Path):
     """One SIPp registers a Contact pointing at another SIPp, which the gateway then calls."""
     trunk = await world.registered_trunk()
-    uas = await Sipp("uas_answer_then_bye", tmp_path).start()
-    try:
+    async with Sipp("uas_answer_then_bye", tmp_path) as uas:
         registration = await run_sipp(
             "register_contact",
             tmp_path,
@@ -204,8 +205,6 @@ async def test_outbound_to_a_registered_trunk(world: World, tmp_path: Path):
         assert (await world.trunk_status(trunk["id"]))["registrationStatus"] == "REGISTERED"
         call_id = await world.dial(trunk["id"], user="bob")
         result = await uas.wait()
-    finally:
-        await uas.stop()
     result.assert_ok()
     assert f"INVITE sip:bob@127.0.0.1:{uas.port} SIP/2.0" in uas.messages()
     events = await world.sequence(call_id)
@@ -216,13 +215,10 @@ async def test_outbound_to_a_registered_trunk(world: World, tmp_path: Path):
 
 
 async def test_outbound_busy(world: World, tmp_path: Path):
-    sipp = await Sipp("uas_busy", tmp_path).start()
-    try:
+    async with Sipp("uas_busy", tmp_path) as sipp:
         trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{sipp.port}"])
         call_id = await world.dial(trunk["id"])
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_STARTED", "CALL_RINGING", "CALL_FAILED"]
@@ -230,17 +226,27 @@ async def test_outbound_busy(world: World, tmp_path: Path):
 
 
 async def test_outbound_no_answer_is_cancelled(world: World, tmp_path: Path):
-    sipp = await Sipp("uas_ring_forever", tmp_path).start()
-    try:
+    async with Sipp("uas_ring_forever", tmp_path) as sipp:
         trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{sipp.port}"])
         call_id = await world.dial(trunk["id"], connect_timeout=1)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_STARTED", "CALL_RINGING", "CALL_FAILED"]
     assert outcome(events) == ("NO_ANSWER", "NO_ANSWER", "PLATFORM")
+
+
+async def test_outbound_early_media(world: World, tmp_path: Path):
+    async with Sipp("uas_early_media", tmp_path) as sipp:
+        trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{sipp.port}"])
+        call_id = await world.dial(trunk["id"])
+        result = await sipp.wait()
+    result.assert_ok()
+    events = await world.sequence(call_id)
+    assert world.types(call_id) == [
+        "CALL_STARTED", "CALL_PRE_ESTABLISHED", "CALL_ESTABLISHED", "CALL_FINISHED",
+    ]  # fmt: skip
+    assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
 
 
 # -- inside a call ------------------------------------------------------------------------------
@@ -249,13 +255,23 @@ async def test_outbound_no_answer_is_cancelled(world: World, tmp_path: Path):
 async def test_reinvite_to_hold_gets_recvonly(world: World, tmp_path: Path):
     await world.static_trunk(source_hosts=["127.0.0.1"])
     sipp = Sipp("uac_reinvite_hold", tmp_path, remote=world.remote, options=["-s", DID])
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.answer(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
+    result.assert_ok()
+    events = await world.sequence(call_id)
+    assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
+    assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
+
+
+async def test_late_offer_call(world: World, tmp_path: Path):
+    """No SDP in the INVITE: the gateway offers in its 200 OK, SIPp answers in the ACK."""
+    await world.static_trunk(source_hosts=["127.0.0.1"])
+    async with Sipp("uac_late_offer", tmp_path, remote=world.remote, options=["-s", DID]) as sipp:
+        call_id = await sipp.guard(world.received())
+        await world.answer(call_id)
+        result = await sipp.wait()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
@@ -267,13 +283,10 @@ async def test_bye_before_the_ack_ends_an_answered_call(world: World, tmp_path: 
     200 OK reached it and the call was answered (RFC 3261 §12.1.1, §15.1.2). Not a failure."""
     await world.static_trunk(source_hosts=["127.0.0.1"])
     sipp = Sipp("uac_bye_without_ack", tmp_path, remote=world.remote, options=["-s", DID])
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.answer(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     events = await world.sequence(call_id)
     assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
@@ -296,7 +309,6 @@ async def test_retransmissions_recover_lost_messages(world: World, tmp_path: Pat
         timeout=30,
         options=["-s", DID, "-r", "5", "-lost", "10"],
     )
-    await sipp.start()
 
     async def answer_each() -> list[str]:
         ids = []
@@ -306,17 +318,17 @@ async def test_retransmissions_recover_lost_messages(world: World, tmp_path: Pat
             ids.append(call_id)
         return ids
 
-    try:
+    async with sipp:
         call_ids = await sipp.guard(answer_each())
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok(calls)
     for call_id in call_ids:
         events = await world.sequence(call_id)
         assert world.types(call_id) == ["CALL_RECEIVED", "CALL_ESTABLISHED", "CALL_FINISHED"]
         assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
-    assert result.count("Retransmissions") > 0 or "retrans" in result.stdout.lower()
+    log = sipp.messages()
+    lost = log.count("message lost (recv)") + log.count("voluntary lost (while sending)")
+    assert lost > 0, "SIPp lost nothing: -lost 10 had no effect, the test proved nothing"
 
 
 def raw_request(method: str, port: int, *, to_tag: str = "", drop: str = "", extra: str = "",
@@ -360,13 +372,10 @@ async def test_authenticated_call_over_tcp(world: World, tmp_path: Path):
     trunk = await world.registered_trunk()
     sipp = Sipp("uac_auth_call", tmp_path, remote=world.remote, transport="t1",
                 options=calling(world, trunk))  # fmt: skip
-    await sipp.start()
-    try:
+    async with sipp:
         call_id = await sipp.guard(world.received())
         await world.answer(call_id)
         result = await sipp.wait()
-    finally:
-        await sipp.stop()
     result.assert_ok()
     assert "TCP message sent" in sipp.messages()
     events = await world.sequence(call_id)
@@ -389,13 +398,10 @@ async def test_authenticated_call_over_tls(world: World, tmp_path: Path):
         options = ["-s", DID, "-au", trunk["username"], "-ap", trunk["password"],
                    "-auth_uri", f"{DID}@{remote}"]  # fmt: skip
         sipp = Sipp("uac_auth_call", tmp_path, remote=remote, transport="t1", options=options)
-        await sipp.start()
-        try:
+        async with sipp:
             call_id = await sipp.guard(world.received())
             await world.answer(call_id)
             result = await sipp.wait()
-        finally:
-            await sipp.stop()
     result.assert_ok()
     assert "sips:gateway@" in sipp.messages()  # the gateway's Contact: it knows it is TLS
     events = await world.sequence(call_id)
