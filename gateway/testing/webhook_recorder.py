@@ -69,7 +69,7 @@ class WebhookRecorder:
         self._failure: _Failure | None = None
         self._arrived = asyncio.Condition()
         self._server: asyncio.Server | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        self._connections: dict[asyncio.Task[None], asyncio.StreamWriter] = {}
 
     @property
     def url(self) -> str:
@@ -87,8 +87,8 @@ class WebhookRecorder:
         if self._server is None:
             return
         self._server.close()
-        for task in list(self._connections):
-            task.cancel()
+        for writer in list(self._connections.values()):
+            writer.transport.abort()  # the handler sees end of stream and returns
         await asyncio.gather(*self._connections, return_exceptions=True)
         await self._server.wait_closed()
         self._server = None
@@ -207,7 +207,7 @@ class WebhookRecorder:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
+        self._connections[task] = writer
         connection = h11.Connection(h11.SERVER)
         request: h11.Request | None = None
         body = bytearray()
@@ -235,7 +235,7 @@ class WebhookRecorder:
         except (h11.ProtocolError, ConnectionError):
             pass
         finally:
-            self._connections.discard(task)
+            self._connections.pop(task, None)
             writer.close()
 
 

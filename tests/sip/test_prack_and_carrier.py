@@ -1,0 +1,142 @@
+"""Reliable provisional responses (RFC 3262) and the upstream carrier, with SIPp as the peer:
+a caller that requires 100rel, a carrier registrar that challenges our REGISTER, a carrier
+that challenges our INVITE to a PSTN number, and a carrier calling one of our numbers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.sip.sipp import CONFIG_ID, DID, SIPP, Sipp, World, outcome, running_world
+
+pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed (make system-deps)")
+
+CARRIER_USER, CARRIER_PASSWORD = "gw", "carrier-secret"
+
+
+async def test_caller_requiring_100rel_gets_a_reliable_183(tmp_path: Path):
+    async with running_world(tmp_path) as world:
+        await world.static_trunk(source_hosts=["127.0.0.1"])
+        async with Sipp("uac_100rel", tmp_path, remote=world.remote, options=["-s", DID]) as sipp:
+            call_id = await sipp.guard(world.received())
+            response = await world.api.post(f"/calls/1/calls/{call_id}/pre-answer", json={})
+            assert response.status_code == 200, response.text
+            await sipp.guard(
+                world.recorder.wait_for(types=["CALL_PRE_ESTABLISHED"], call_id=call_id)
+            )
+            await world.answer(call_id)
+            result = await sipp.wait()
+        result.assert_ok()
+        assert "PRACK" in result.messages and "RSeq: 1" in result.messages
+        assert "Require: 100rel" in result.messages.split("183 Session Progress", 1)[1]
+        events = await world.sequence(call_id)
+        assert world.types(call_id) == [
+            "CALL_RECEIVED", "CALL_PRE_ESTABLISHED", "CALL_ESTABLISHED", "CALL_FINISHED"
+        ]  # fmt: skip
+        assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
+
+
+@pytest.fixture
+async def carrier_world(tmp_path: Path) -> AsyncIterator[tuple[World, Sipp]]:
+    """A gateway whose carrier is a SIPp registrar that challenges and checks our REGISTER."""
+    registrar = Sipp("carrier_registrar", tmp_path, timeout=30)
+    await registrar.start()
+    try:
+        async with running_world(
+            tmp_path,
+            carrier_uri=f"sip:127.0.0.1:{registrar.port}",
+            carrier_username=CARRIER_USER,
+            carrier_password=CARRIER_PASSWORD,
+            carrier_register=True,
+            carrier_expires=120,
+        ) as world:
+            yield world, registrar
+    finally:
+        await registrar.stop()
+
+
+async def wait_registered(world: World, timeout: float = 10) -> None:
+    upstream = world.gateway.sip.upstream
+    assert upstream is not None
+    async with asyncio.timeout(timeout):
+        while upstream.state != "REGISTERED":
+            await asyncio.sleep(0.02)
+
+
+async def test_registration_with_the_carrier(carrier_world, tmp_path: Path):
+    world, registrar = carrier_world
+    await registrar.guard(wait_registered(world))
+    upstream = world.gateway.sip.upstream
+    assert upstream is not None and upstream.granted == 60  # what the carrier granted
+    await upstream.stop()  # un-REGISTER: the scenario's last step
+    result = await registrar.wait()
+    result.assert_ok()
+    assert "Authorization: Digest" in result.messages and "Expires: 0" in result.messages
+
+
+async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
+    """A number the simulated PSTN does not have goes to the carrier, which challenges the
+    INVITE (401): the gateway answers with the carrier credentials."""
+    async with (
+        Sipp("carrier_uas_auth", tmp_path, timeout=20) as carrier,
+        running_world(
+            tmp_path,
+            carrier_uri=f"sip:127.0.0.1:{carrier.port}",
+            carrier_username=CARRIER_USER,
+            carrier_password=CARRIER_PASSWORD,
+        ) as world,
+    ):
+        body = {
+            "endpoint": {"type": "PHONE", "phoneNumber": "15551234567"},
+            "from": "441134960999",
+            "connectTimeout": 10,
+            "callsConfigurationId": CONFIG_ID,
+        }
+        created = await world.api.post("/calls/1/calls", json=body)
+        assert created.status_code == 201, created.text
+        call_id = created.json()["id"]
+        await carrier.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
+        await world.hangup(call_id)
+        result = await carrier.wait()
+        events = await world.sequence(call_id)
+    result.assert_ok()
+    assert "INVITE sip:15551234567@" in result.messages
+    assert "\nAuthorization: Digest" in result.messages
+    assert [e["type"] for e in events] == [
+        "CALL_STARTED", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_FINISHED"
+    ]  # fmt: skip
+    assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "API")
+    assert events[0]["properties"]["call"]["endpoint"] == {
+        "type": "PHONE", "phoneNumber": "15551234567"
+    }  # fmt: skip
+
+
+async def test_simulated_numbers_stay_simulated_with_a_carrier(tmp_path: Path):
+    async with running_world(tmp_path, carrier_uri="sip:127.0.0.1:9") as world:
+        body = {
+            "endpoint": {"type": "PHONE", "phoneNumber": "441134960001"},  # the busy number
+            "from": "441134960999",
+            "callsConfigurationId": CONFIG_ID,
+        }
+        created = await world.api.post("/calls/1/calls", json=body)
+        call_id = created.json()["id"]
+        events = await world.sequence(call_id)
+    assert outcome(events) == ("BUSY", "BUSY", "ENDPOINT")
+
+
+async def test_the_carrier_calls_one_of_our_numbers(tmp_path: Path):
+    """An INVITE from the carrier's address is a PHONE call to the number it names."""
+    async with running_world(tmp_path, carrier_uri="sip:127.0.0.1:9") as world:
+        async with Sipp("uac_call", tmp_path, remote=world.remote, options=["-s", DID]) as sipp:
+            call_id = await sipp.guard(world.received())
+            await world.answer(call_id)
+            result = await sipp.wait()
+        events = await world.sequence(call_id)
+    result.assert_ok()
+    call = events[0]["properties"]["call"]
+    assert call["endpoint"] == {"type": "PHONE", "phoneNumber": "15557654321"}
+    assert (call["from"], call["to"], call["direction"]) == ("15557654321", DID, "INBOUND")
+    assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
