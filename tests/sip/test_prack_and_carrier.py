@@ -140,3 +140,48 @@ async def test_the_carrier_calls_one_of_our_numbers(tmp_path: Path):
     assert call["endpoint"] == {"type": "PHONE", "phoneNumber": "15557654321"}
     assert (call["from"], call["to"], call["direction"]) == ("15557654321", DID, "INBOUND")
     assert outcome(events) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
+
+
+async def test_x_headers_come_in_on_the_endpoint_and_go_out_on_the_invite(tmp_path: Path):
+    async with running_world(tmp_path) as world:
+        await world.static_trunk(source_hosts=["127.0.0.1"])
+        sipp = Sipp("uac_custom_headers", tmp_path, remote=world.remote, options=["-s", DID])
+        async with sipp:
+            call_id = await sipp.guard(world.received())
+            await world.answer(call_id)
+            (await sipp.wait()).assert_ok()
+        received = (await world.sequence(call_id))[0]["properties"]["call"]
+        assert received["endpoint"]["customHeaders"] == {
+            "X-Ticket": "4711", "x-campaign": "spring sale"
+        }  # fmt: skip
+
+        async with Sipp("uas_answer", tmp_path) as callee:
+            trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{callee.port}"])
+            body = {
+                "endpoint": {
+                    "type": "SIP", "username": "bob", "sipTrunkId": trunk["id"],
+                    "customHeaders": {"X-Campaign": "autumn"},
+                },
+                "from": "441134960999",
+                "callsConfigurationId": CONFIG_ID,
+            }  # fmt: skip
+            created = await world.api.post("/calls/1/calls", json=body)
+            assert created.status_code == 201, created.text
+            outbound = created.json()["id"]
+            await callee.guard(
+                world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=outbound)
+            )
+            await world.hangup(outbound)
+            result = await callee.wait()
+        result.assert_ok()
+        invite = result.messages.split("INVITE sip:bob@", 1)[1].split("\n\n", 1)[0]
+        assert "X-Campaign: autumn" in invite
+        refused = await world.api.post(
+            "/calls/1/calls",
+            json={**body, "endpoint": {**body["endpoint"], "customHeaders": {"Via": "x"}}},
+        )
+        assert refused.status_code == 400
+        assert (
+            "endpoint.customHeaders"
+            in refused.json()["requestError"]["serviceException"]["validationErrors"]
+        )
