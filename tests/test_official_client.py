@@ -11,7 +11,6 @@ from typing import Any
 
 import httpx
 import pytest
-from gateway.testing.webhook_recorder import WebhookRecorder
 from infobip_api_client import ApiClient, Configuration
 from infobip_api_client.api.calls_api import CallsApi
 from infobip_api_client.exceptions import ApiException
@@ -23,10 +22,9 @@ from infobip_api_client.models.calls_configuration_create_request import (
 from infobip_api_client.models.calls_hangup_request import CallsHangupRequest
 from infobip_api_client.models.calls_phone_endpoint import CallsPhoneEndpoint
 
-CALL_EVENTS = [
-    "CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_PRE_ESTABLISHED",
-    "CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED",
-]  # fmt: skip
+from gateway.testing.app import prepare_app
+from gateway.testing.webhook_recorder import WebhookRecorder
+
 CALLER = "15557654321"
 DID = "441134960100"
 # Fast simulated numbers, so that each scenario takes a fraction of a second.
@@ -90,21 +88,10 @@ async def world(served_gateway):
                 CallsConfigurationCreateRequest(id="e2e-config", name="End to end"),
             )
             assert (created.id, created.name) == ("e2e-config", "End to end")
-            subscription = {
-                "subscriptionId": "e2e-sub",
-                "name": "end to end",
-                "events": CALL_EVENTS,
-                "criteria": [{"callsConfigurationId": created.id}],
-                "profile": {"profileId": "e2e-profile", "webhook": {"notifyUrl": recorder.url}},
-            }
-            response = await http.post(
-                "/subscriptions/1/subscription/VOICE_VIDEO", json=subscription
+            # The configuration came from the official client; the rest is the gateway's own.
+            await prepare_app(
+                http, recorder.url, created.id, numbers=[DID], create_configuration=False
             )
-            assert response.status_code == 201, response.text
-            linked = await http.put(
-                f"/gateway/1/numbers/{DID}", json={"callsConfigurationId": created.id}
-            )
-            assert linked.status_code == 200, linked.text
             for number, behaviour, options in NUMBERS.values():
                 added = await http.post(
                     "/pstn/1/numbers",

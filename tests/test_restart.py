@@ -7,11 +7,9 @@ from collections import Counter
 
 import httpx
 
+from gateway.testing.app import prepare_app
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.conftest import start_gateway_process, stop_gateway_process
-
-EVENTS = ["CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_FINISHED",
-          "CALL_FAILED"]  # fmt: skip
 
 
 async def wait_state(http: httpx.AsyncClient, call_id: str, state: str) -> None:
@@ -33,20 +31,7 @@ async def test_outage_across_a_restart_loses_and_repeats_nothing(tmp_path):
             async with httpx.AsyncClient(
                 base_url=first.base_url, headers=headers(first.api_key)
             ) as http:
-                await http.post("/calls/1/configurations", json={"id": "app"})
-                created = await http.post(
-                    "/subscriptions/1/subscription/VOICE_VIDEO",
-                    json={
-                        "subscriptionId": "app-events",
-                        "events": EVENTS,
-                        "criteria": [{"callsConfigurationId": "app"}],
-                        "profile": {"profileId": "p", "webhook": {"notifyUrl": recorder.url}},
-                    },
-                )
-                assert created.status_code == 201, created.text
-                await http.put(
-                    "/gateway/1/numbers/441134960100", json={"callsConfigurationId": "app"}
-                )
+                await prepare_app(http, recorder.url, "app", numbers=["441134960100"])
                 await http.post(
                     "/pstn/1/numbers",
                     json={

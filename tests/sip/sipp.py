@@ -22,6 +22,7 @@ import httpx
 
 from gateway.app import Gateway
 from gateway.settings import Settings
+from gateway.testing.app import prepare_app
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.conftest import API_KEY, fast_settings, free_port
 
@@ -33,10 +34,6 @@ CA = ROOT / "certs" / "ca.pem"
 SIPP = shutil.which("sipp")
 T = TypeVar("T")
 
-CALL_EVENTS = [
-    "CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_PRE_ESTABLISHED",
-    "CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED",
-]  # fmt: skip
 FINAL = ("CALL_FINISHED", "CALL_FAILED")
 CONFIG_ID = "sipp-config"
 DID = "441134960100"
@@ -381,23 +378,7 @@ async def running_world(tmp: Path, **overrides: Any) -> AsyncIterator[World]:
                 headers={"Authorization": f"App {API_KEY}"},
             ) as api,
         ):
-            created = await api.post("/calls/1/configurations", json={"id": CONFIG_ID})
-            assert created.status_code == 201, created.text
-            subscription = {
-                "subscriptionId": "sipp-sub",
-                "name": "sipp",
-                "events": CALL_EVENTS,
-                "criteria": [{"callsConfigurationId": CONFIG_ID}],
-                "profile": {"profileId": "sipp-profile", "webhook": {"notifyUrl": recorder.url}},
-            }
-            response = await api.post(
-                "/subscriptions/1/subscription/VOICE_VIDEO", json=subscription
-            )
-            assert response.status_code == 201, response.text
-            linked = await api.put(
-                f"/gateway/1/numbers/{DID}", json={"callsConfigurationId": CONFIG_ID}
-            )
-            assert linked.status_code == 200, linked.text
+            await prepare_app(api, recorder.url, CONFIG_ID, numbers=[DID])
             yield World(gateway, api, recorder, tmp)
     finally:
         await gateway.stop()

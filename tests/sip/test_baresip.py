@@ -21,16 +21,13 @@ import httpx
 import pytest
 
 from gateway.app import Gateway
+from gateway.testing.app import prepare_app
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.conftest import API_KEY, fast_settings
 from tests.sip.baresip import BARESIP, Account, Baresip
 
 pytestmark = pytest.mark.skipif(BARESIP is None, reason="baresip is not on PATH")
 
-CALL_EVENTS = [
-    "CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_PRE_ESTABLISHED",
-    "CALL_ESTABLISHED", "CALL_FINISHED", "CALL_FAILED",
-]  # fmt: skip
 CONFIG = "baresip-config"
 DID = "441134960100"
 TRUNK = {
@@ -79,23 +76,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 headers={"Authorization": f"App {API_KEY}"},
             ) as api,
         ):
-            created = await api.post("/calls/1/configurations", json={"id": CONFIG, "name": "sip"})
-            assert created.status_code in (200, 201), created.text
-            subscription = {
-                "subscriptionId": "baresip-sub",
-                "name": "baresip",
-                "events": CALL_EVENTS,
-                "criteria": [{"callsConfigurationId": CONFIG}],
-                "profile": {"profileId": "baresip", "webhook": {"notifyUrl": recorder.url}},
-            }
-            subscribed = await api.post(
-                "/subscriptions/1/subscription/VOICE_VIDEO", json=subscription
-            )
-            assert subscribed.status_code == 201, subscribed.text
-            linked = await api.put(
-                f"/gateway/1/numbers/{DID}", json={"callsConfigurationId": CONFIG}
-            )
-            assert linked.status_code == 200, linked.text
+            await prepare_app(api, recorder.url, CONFIG, numbers=[DID])
             response = await api.post("/calls/1/sip-trunks", json=TRUNK)
             assert response.status_code == 202, response.text
             trunk = response.json()
