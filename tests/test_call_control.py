@@ -19,7 +19,7 @@ class EventList:
         self.events: list[dict] = []
         self._changed = asyncio.Event()
 
-    def publish(self, event: dict) -> None:
+    def publish(self, event: dict, order_key: str | None = None) -> None:
         self.events.append(event)
         self._changed.set()
 

@@ -70,6 +70,7 @@ class CallRequest:
     external_id: str | None = None
     platform: dict[str, str] | None = None
     parent_call_id: str | None = None
+    dialog_id: str | None = None
 
 
 @dataclass
@@ -101,8 +102,13 @@ class CallControl:
         self._adapters: dict[str, list[LegAdapter]] = {}
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._observers: list[Callable[[Leg, str], None]] = []
 
     # -- wiring ---------------------------------------------------------------------------
+
+    def observe(self, observer: Callable[[Leg, str], None]) -> None:
+        """Call ``observer(leg, event_type)`` after each event of every leg (dialogs, bridges)."""
+        self._observers.append(observer)
 
     def register(self, adapter: LegAdapter) -> None:
         """Add an adapter; of several for one endpoint type, the first that serves an endpoint
@@ -131,13 +137,29 @@ class CallControl:
     def query(self, query: LegQuery, offset: int, limit: int) -> tuple[list[Leg], int]:
         return self._store.query(query, offset, limit)
 
+    def live(self, leg_id: str) -> Leg | None:
+        """The leg if it is still live."""
+        live = self._live.get(leg_id)
+        return live.leg if live else None
+
+    def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
+        """Mark a live leg as part of a dialog (or of none); later events carry the id."""
+        live = self._live.get(leg_id)
+        if live is not None:
+            live.leg.dialog_id = dialog_id
+            self._store.save(live.leg)
+
     @property
     def live_count(self) -> int:
         return len(self._live)
 
     # -- verbs ----------------------------------------------------------------------------
 
-    async def create_call(self, request: CallRequest) -> Leg:
+    async def create_call(
+        self, request: CallRequest, before_start: Callable[[Leg], None] | None = None
+    ) -> Leg:
+        """Place an outbound call. ``before_start`` sees the new leg before its CALL_STARTED
+        (a dialog publishes DIALOG_CREATED there, so that it comes first)."""
         problems: dict[str, list[str]] = {}
         if not self._configurations.exists(request.calls_configuration_id):
             problems["callsConfigurationId"] = [
@@ -169,9 +191,12 @@ class CallControl:
             external_id=request.external_id,
             platform=request.platform,
             parent_call_id=request.parent_call_id,
+            dialog_id=request.dialog_id,
             connect_timeout=request.connect_timeout,
             max_duration=request.max_duration,
         )
+        if before_start is not None:
+            before_start(leg)
         live = self._admit(leg, adapter, "CALL_STARTED")
         live.timer = self._later(request.connect_timeout, leg.id, errors.NO_ANSWER)
         try:
@@ -303,7 +328,9 @@ class CallControl:
 
     def _record(self, leg: Leg, event: str) -> None:
         self._store.save(leg)
-        self._sink.publish(call_event(event, leg, self._clock()))
+        self._sink.publish(call_event(event, leg, self._clock()), order_key(leg))
+        for observer in list(self._observers):
+            observer(leg, event)
 
     def _advance(self, leg_id: str, state: LegState, event: str) -> _Live | None:
         live = self._live.get(leg_id)
@@ -370,6 +397,11 @@ class CallControl:
             await live.adapter.hangup(live.leg, cause)
         finally:
             self.on_ended(leg_id, cause, HangupSource.PLATFORM)
+
+
+def order_key(leg: Leg) -> str:
+    """One ordering key per conversation: a child leg's events queue behind its parent's."""
+    return leg.parent_call_id or leg.id
 
 
 def adapter_address(endpoint: dict[str, Any]) -> str | None:

@@ -18,10 +18,12 @@ class EventSink(Protocol):
     """Takes one Calls API event envelope (``type``, ``callId``, ``timestamp``, ``properties``...).
 
     ``publish`` must make the event durable before it returns: a restart after it loses nothing.
-    Events of one call (one ``callId``, else ``conferenceId`` or ``dialogId``) keep their order.
+    Events with the same ``order_key`` keep their order; without one, the event's ``callId``
+    (else ``dialogId``, else ``conferenceId``) is the key. The core passes one key for every
+    event of a conversation (a dialog's legs and the dialog itself), so they stay in order.
     """
 
-    def publish(self, event: dict[str, Any]) -> None: ...
+    def publish(self, event: dict[str, Any], order_key: str | None = None) -> None: ...
 
 
 class LegAdapter(Protocol):

@@ -93,13 +93,13 @@ class WebhookDispatcher:
         self._routes_cache: dict[tuple[str, Criterion], list[Route]] = {}
         self._routes_generation = -1
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: dict[str, Any], order_key: str | None = None) -> None:
         event_type = event.get("type", "")
         routes = self._routes(event_type, event_origin(event))
         if not routes:
             return
         with self._db.begin() as conn:
-            body, key = encode(event), ordering_key(event)
+            body, key = encode(event), order_key or ordering_key(event)
             Outbox(conn).enqueue(
                 [
                     NewDelivery(
