@@ -26,6 +26,7 @@ from gateway.core.ports import (
 )
 from gateway.core.query import LegQuery
 from gateway.core.views import call_event
+from gateway.media.port import MediaPort
 from gateway.timeutil import utcnow
 
 log = logging.getLogger(__name__)
@@ -142,6 +143,11 @@ class CallControl:
         live = self._live.get(leg_id)
         return live.leg if live else None
 
+    def media_port(self, leg_id: str) -> MediaPort | None:
+        """The live leg's media port, from the adapter that carries it."""
+        live = self._live.get(leg_id)
+        return live.adapter.media_port(live.leg) if live is not None else None
+
     def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
         """Mark a live leg as part of a dialog (or of none); later events carry the id."""
         live = self._live.get(leg_id)
@@ -222,14 +228,17 @@ class CallControl:
         self._merge_custom_data(live.leg, custom_data)
         await live.adapter.answer(live.leg)
 
-    async def hangup(self, leg_id: str, error_name: str | None) -> Leg:
+    async def hangup(
+        self, leg_id: str, error_name: str | None, source: HangupSource = HangupSource.API
+    ) -> Leg:
+        """``source`` PLATFORM: the gateway ends the call on its own (a dialog's other leg)."""
         live = self._live.get(leg_id)
         if live is None:
             leg = self.get(leg_id)
             raise WrongState(f"Call {leg_id!r} has already ended ({leg.state}).")
         cause = self._hangup_cause(live.leg, error_name)
         await live.adapter.hangup(live.leg, cause)
-        self.on_ended(leg_id, cause, HangupSource.API)
+        self.on_ended(leg_id, cause, source)
         return live.leg
 
     # -- adapter callbacks ----------------------------------------------------------------

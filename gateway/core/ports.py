@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from gateway.core.errors import ErrorCode
     from gateway.core.leg import Leg
     from gateway.core.query import LegQuery
+    from gateway.media.port import MediaPort
 
 
 class EventSink(Protocol):
@@ -53,6 +54,10 @@ class LegAdapter(Protocol):
 
     async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
         """Release the far end; must not call back into the core for this leg."""
+        ...
+
+    def media_port(self, leg: Leg) -> MediaPort | None:
+        """Where the leg's audio comes and goes when the media plane is in its path."""
         ...
 
 

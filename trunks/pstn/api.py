@@ -2,21 +2,23 @@
 
 ``GET/POST /pstn/1/numbers`` list and add simulated numbers; ``POST /pstn/1/calls`` makes a
 simulated caller dial a number; ``GET /pstn/1/calls/{callId}`` shows what a simulated phone did;
-``POST /pstn/1/calls/{callId}/hangup`` makes it hang up.
+``POST /pstn/1/calls/{callId}/hangup`` makes it hang up; ``PUT .../source`` sets what it says
+and ``GET .../heard`` returns what it heard, as WAV.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.errors import ApiError, bad_request
 from gateway.core.calls import NotRouted, WrongState
 from gateway.core.numbering import E164
+from trunks.pstn.audio import SourceError, pcm_frames, silence_frames, speech, tone_frames
 from trunks.pstn.numbers import InvalidNumber, SimulatedNumber
-from trunks.pstn.simulator import SimulatedPstn
+from trunks.pstn.simulator import SimulatedCall, SimulatedPstn
 
 router = APIRouter(prefix="/pstn/1", tags=["simulated PSTN"])
 
@@ -70,8 +72,49 @@ async def dial(body: DialBody, pstn: Pstn) -> dict[str, Any]:
 
 @router.get("/calls/{call_id}")
 async def get_simulated_call(call_id: str, pstn: Pstn) -> dict[str, Any]:
+    return _simulated(pstn, call_id).as_json()
+
+
+class SourceBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: Literal["tone", "silence", "text"]
+    frequency: Annotated[float | None, Field(ge=50, le=3900)] = None
+    amplitude: Annotated[float, Field(gt=0, le=1)] = 0.3
+    text: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
+    language: Annotated[str, Field(pattern=r"^[a-zA-Z-]{2,12}$")] = "en"
+    loop: bool = False
+
+
+@router.put("/calls/{call_id}/source")
+async def set_source(call_id: str, body: SourceBody, pstn: Pstn) -> dict[str, Any]:
+    """What the simulated phone sends from now on."""
+    call = _simulated(pstn, call_id)
+    if body.type == "tone":
+        if body.frequency is None:
+            raise bad_request("frequency", "must not be null for a tone")
+        call.audio.play(tone_frames(body.frequency, body.amplitude))
+    elif body.type == "text":
+        if body.text is None:
+            raise bad_request("text", "must not be null for speech")
+        try:
+            pcm = await speech(body.text, body.language)
+        except SourceError as error:
+            raise bad_request("text", str(error)) from None
+        call.audio.play(pcm_frames(pcm, loop=body.loop))
+    else:
+        call.audio.play(silence_frames())
+    return call.as_json()
+
+
+@router.get("/calls/{call_id}/heard")
+async def heard(call_id: str, pstn: Pstn) -> Response:
+    """Everything the simulated phone heard so far, as a WAV file."""
+    return Response(_simulated(pstn, call_id).audio.heard_wav(), media_type="audio/wav")
+
+
+def _simulated(pstn: SimulatedPstn, call_id: str) -> SimulatedCall:
     try:
-        return pstn.get_call(call_id).as_json()
+        return pstn.get_call(call_id)
     except KeyError:
         raise ApiError(404, f"Simulated call {call_id!r} was not found.") from None
 

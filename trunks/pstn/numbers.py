@@ -30,7 +30,7 @@ OPTIONS: dict[Behaviour, dict[str, int]] = {
     Behaviour.NO_ANSWER: {"ringAfterMs": 0},
     Behaviour.REJECT: {"ringAfterMs": 0, "delayMs": 1000},
     Behaviour.FAIL: {"delayMs": 200, "sipStatus": 502},
-    Behaviour.EARLY_MEDIA: {"earlyMediaMs": 3000},
+    Behaviour.EARLY_MEDIA: {"earlyMediaMs": 3000, "announcementHz": 440},
     Behaviour.HANGUP_AFTER: {"ringAfterMs": 0, "answerAfterMs": 1000, "hangupAfterMs": 5000},
 }
 
@@ -40,7 +40,8 @@ DESCRIPTIONS: dict[Behaviour, str] = {
     Behaviour.NO_ANSWER: "rings and never answers",
     Behaviour.REJECT: "rings, then rejects the call (SIP 603) after delayMs",
     Behaviour.FAIL: "cannot be reached: fails with sipStatus after delayMs",
-    Behaviour.EARLY_MEDIA: "plays an announcement as early media (183), answers after earlyMediaMs",
+    Behaviour.EARLY_MEDIA: "plays an announcement tone (announcementHz) as early media (183), "
+    "answers after earlyMediaMs",
     Behaviour.HANGUP_AFTER: "answers after answerAfterMs, hangs up hangupAfterMs later",
 }
 
@@ -77,6 +78,8 @@ class SimulatedNumber:
                 )
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidNumber(f"options.{key}", "must be a whole number >= 0")
+        if not 50 <= given.get("announcementHz", 440) <= 3900:
+            raise InvalidNumber("options.announcementHz", "must be a tone of 50-3900 Hz")
         if kind is Behaviour.FAIL and not 300 <= given.get("sipStatus", 502) <= 699:
             raise InvalidNumber("options.sipStatus", "must be a SIP failure status, 300-699")
         return cls(number.lstrip("+"), kind, {**allowed, **given})

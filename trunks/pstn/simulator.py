@@ -19,6 +19,7 @@ from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
 from gateway.core.numbering import E164
 from gateway.timeutil import format_time, utcnow
+from trunks.pstn.audio import PhoneAudio, silence_frames, tone_frames
 from trunks.pstn.numbers import Behaviour, SimulatedNumber
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class SimulatedCall:
     end_cause: str | None = None
     log: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
+    audio: PhoneAudio = field(default_factory=PhoneAudio)
 
     def note(self, state: str, what: str | None = None) -> None:
         self.state = state
@@ -155,6 +157,10 @@ class SimulatedPstn:
         self._control.on_ended(call_id, cause, HangupSource.ENDPOINT)
         return call
 
+    def media_port(self, leg: Leg) -> PhoneAudio | None:
+        call = self._calls.get(leg.id)
+        return call.audio if call is not None else None
+
     def get_call(self, call_id: str) -> SimulatedCall:
         return self._call(call_id)
 
@@ -219,6 +225,7 @@ class SimulatedPstn:
             end(errors.from_sip_status(options["sipStatus"]), f"failed: {options['sipStatus']}")
         elif kind is Behaviour.EARLY_MEDIA:
             call.note("early-media", "playing an announcement")
+            call.audio.play(tone_frames(options["announcementHz"]))
             control.on_early_media(leg_id)
             await wait(options["earlyMediaMs"])
         elif kind is Behaviour.NO_ANSWER:
@@ -228,6 +235,7 @@ class SimulatedPstn:
         if call.state == "ended":
             return
         call.note("connected", "answered")
+        call.audio.play(silence_frames())  # a person who says nothing until told to
         control.on_answered(leg_id)
         if kind is Behaviour.HANGUP_AFTER:
             await wait(options["hangupAfterMs"])

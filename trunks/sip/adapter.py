@@ -316,6 +316,9 @@ class SipTrunkAdapter:
         session.events = self
         self._bind(leg.id, session)
 
+    def media_port(self, leg: Leg) -> None:
+        return None  # RTP media on SIP legs: not yet wired to the media plane
+
     def active_calls(self, trunk_id: str) -> int:
         return sum(
             1

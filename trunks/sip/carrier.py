@@ -216,3 +216,6 @@ class CarrierLegs:
 
     async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
         await self._sip.hangup(leg, cause)
+
+    def media_port(self, leg: Leg) -> None:
+        return self._sip.media_port(leg)

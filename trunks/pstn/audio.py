@@ -1,0 +1,113 @@
+"""What a simulated phone says and hears: a media port with a source of 20 ms frames (a tone,
+silence, speech from espeak-ng) and a recording of everything played to it.
+
+Tests listen through the platform with these: set a phone's source, bridge it, then read what
+the other phone heard (``GET /pstn/1/calls/{callId}/heard`` gives it as WAV).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import shutil
+import wave
+from collections.abc import Iterator
+
+import numpy as np
+
+from gateway.media.frame import NARROWBAND, samples_per_frame
+
+FRAME = samples_per_frame(NARROWBAND)
+MAX_HEARD_FRAMES = 50 * 600  # ten minutes of what a phone heard; older audio is dropped
+
+
+class SourceError(ValueError):
+    pass
+
+
+def tone_frames(frequency: float, amplitude: float = 0.3) -> Iterator[np.ndarray]:
+    """An endless sine, phase-continuous across frames."""
+    step = 2 * np.pi * frequency / NARROWBAND
+    phase = 0.0
+    index = np.arange(FRAME)
+    while True:
+        yield (np.sin(phase + step * index) * amplitude * 32767).astype(np.int16)
+        phase = (phase + step * FRAME) % (2 * np.pi)
+
+
+def pcm_frames(pcm: np.ndarray, loop: bool = False) -> Iterator[np.ndarray]:
+    """Frames of ``pcm`` (8 kHz int16), then silence (or again from the start with ``loop``)."""
+    padded = np.zeros(-(-len(pcm) // FRAME) * FRAME, dtype=np.int16)
+    padded[: len(pcm)] = pcm
+    frames = padded.reshape(-1, FRAME)
+    while True:
+        yield from frames
+        if not loop:
+            break
+    while True:
+        yield np.zeros(FRAME, dtype=np.int16)
+
+
+def silence_frames() -> Iterator[np.ndarray]:
+    while True:
+        yield np.zeros(FRAME, dtype=np.int16)
+
+
+async def speech(text: str, language: str = "en") -> np.ndarray:
+    """Text spoken by espeak-ng, as 8 kHz int16; runs as a subprocess, off the event loop."""
+    if not text.strip():
+        raise SourceError("text must not be empty")
+    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
+        raise SourceError("speech needs espeak-ng and sox (Debian packages)")
+    espeak = await asyncio.create_subprocess_exec(
+        "espeak-ng", "-v", language, "--stdout", text,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    wav, errors = await espeak.communicate()
+    if espeak.returncode != 0 or not wav:
+        raise SourceError(f"espeak-ng failed: {errors.decode(errors='replace').strip()}")
+    sox = await asyncio.create_subprocess_exec(
+        "sox", "-t", "wav", "-", "-r", str(NARROWBAND), "-e", "signed", "-b", "16", "-c", "1",
+        "-t", "raw", "-",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    raw, errors = await sox.communicate(wav)
+    if sox.returncode != 0:
+        raise SourceError(f"sox failed: {errors.decode(errors='replace').strip()}")
+    return np.frombuffer(raw, dtype=np.int16).copy()
+
+
+class PhoneAudio:
+    """The :class:`~gateway.media.port.MediaPort` of one simulated phone."""
+
+    sample_rate = NARROWBAND
+
+    def __init__(self) -> None:
+        self._source: Iterator[np.ndarray] = silence_frames()
+        self._heard: list[np.ndarray] = []
+
+    def play(self, source: Iterator[np.ndarray]) -> None:
+        self._source = source
+
+    def read(self) -> np.ndarray | None:
+        return next(self._source)
+
+    def write(self, samples: np.ndarray) -> None:
+        self._heard.append(samples.copy())
+        if len(self._heard) > MAX_HEARD_FRAMES:
+            del self._heard[: len(self._heard) - MAX_HEARD_FRAMES]
+
+    def heard(self) -> np.ndarray:
+        if not self._heard:
+            return np.zeros(0, dtype=np.int16)
+        return np.concatenate(self._heard)
+
+    def heard_wav(self) -> bytes:
+        buffer = io.BytesIO()
+        with wave.open(buffer, "wb") as wav:
+            wav.setnchannels(1)
+            wav.setsampwidth(2)
+            wav.setframerate(self.sample_rate)
+            wav.writeframes(self.heard().tobytes())
+        return buffer.getvalue()
