@@ -2,8 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Debian packages the run or the tests need: SIPp and baresip are the SIP peers of the tests.
-SYSTEM_PACKAGES := sip-tester baresip-core openssl
+# Debian packages the run or the tests need: SIPp and baresip are the tests' SIP peers,
+# espeak-ng and sox make speech for simulated phones.
+SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox
 
 .PHONY: run test lint system-deps venv clean certs bench-sip
 
