@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from gateway.core.calls import CallControl
+from gateway.core.leg import Leg
 from gateway.media.plane import Bridge, MediaPlane
 
 log = logging.getLogger(__name__)
@@ -17,6 +18,11 @@ class MediaBridges:
         self._calls = calls
         self._plane = plane
         self._bridges: dict[frozenset[str], Bridge] = {}
+        calls.observe(self._on_event)
+
+    def _on_event(self, leg: Leg, event: str) -> None:
+        if event in ("CALL_FINISHED", "CALL_FAILED"):
+            self.part_all(leg.id)
 
     def join(self, *leg_ids: str) -> bool:
         """Let the legs hear each other; False when a leg has no media port (yet)."""
