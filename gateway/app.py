@@ -15,10 +15,15 @@ from fastapi import FastAPI
 
 from gateway.api.app import create_api
 from gateway.api.auth import ApiKeyAuth
+from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
+from gateway.core.dialogs import DialogControl
+from gateway.media.metrics import SessionRegistry
+from gateway.media.plane import MediaPlane
 from gateway.settings import Settings
 from gateway.store import Database
 from gateway.store.configurations import CallsConfiguration, ConfigurationStore, Did, DidStore
+from gateway.store.dialogs import SqlDialogStore
 from gateway.store.legs import SqlLegStore
 from gateway.webhooks.dispatcher import WebhookDispatcher
 from trunks.pstn import SimulatedNumber, SimulatedPstn, default_plan
@@ -60,6 +65,9 @@ class Gateway:
     sip: SipService
     api_key: str
     development_key: bool
+    dialogs: DialogControl
+    media: MediaPlane
+    rtp_sessions: SessionRegistry
     api: FastAPI | None = None
 
     @classmethod
@@ -71,6 +79,12 @@ class Gateway:
         dids = DidStore(db)
         webhooks = WebhookDispatcher(db, settings)
         calls = CallControl(SqlLegStore(db), webhooks, configurations, dids)
+        dialogs = DialogControl(calls, SqlDialogStore(db), webhooks)
+        media = MediaPlane()
+        bridges = MediaBridges(calls, media)
+        dialogs.on_bridge = lambda parent, child: bridges.join(parent.id, child.id)
+        dialogs.on_unbridge = lambda parent, child: bridges.part(parent.id, child.id)
+        rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []
         numbers += [
             SimulatedNumber.build(n["number"], n["behaviour"], n.get("options"))
@@ -79,7 +93,7 @@ class Gateway:
         # With a carrier, numbers the simulator does not have leave through it.
         pstn = SimulatedPstn(calls, numbers, claim_all=not settings.carrier_uri)
         sip_trunks = TrunkStore(db, settings.sip_realm)
-        sip = SipService(settings, calls, sip_trunks)
+        sip = SipService(settings, calls, sip_trunks, rtp_sessions)
         for entry in settings.dids:
             config_id = entry["callsConfigurationId"]
             if not configurations.exists(config_id):
@@ -98,6 +112,9 @@ class Gateway:
             sip,
             api_key,
             development,
+            dialogs,
+            media,
+            rtp_sessions,
         )
         routers = [pstn_router, sip_trunks_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
@@ -107,12 +124,17 @@ class Gateway:
         ended = self.calls.recover()
         if ended:
             log.warning("ended %d calls left open by the previous run", ended)
+        ended = self.dialogs.recover()
+        if ended:
+            log.warning("ended %d dialogs left open by the previous run", ended)
         await self.webhooks.start()
         await self.sip.start()
 
     async def stop(self) -> None:
         await self.pstn.close()
+        await self.dialogs.close()  # stops propagating; ending the calls below ends the dialogs
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
         await self.sip.stop()
+        self.media.close()
         await self.webhooks.stop()
         self.db.close()

@@ -6,10 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
+from fastapi.responses import PlainTextResponse
 
 from gateway import __version__
-from gateway.api import calls, configurations, errors, numbers, subscriptions
+from gateway.api import calls, configurations, dialogs, errors, numbers, subscriptions
 from gateway.api.auth import ApiKeyAuth
+from gateway.media.metrics import render_prometheus
 
 
 def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter] = ()) -> FastAPI:
@@ -25,6 +27,13 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
     app.state.gateway = gateway
     errors.install(app)
 
+    @app.get("/metrics", include_in_schema=False, dependencies=[Depends(auth)])
+    async def metrics() -> PlainTextResponse:
+        """Per-leg RTP counters in the Prometheus text format."""
+        return PlainTextResponse(
+            render_prometheus(gateway.rtp_sessions), media_type="text/plain; version=0.0.4"
+        )
+
     @app.get("/health", include_in_schema=False)
     async def health() -> dict[str, Any]:
         return {"status": "UP", "version": __version__, "liveCalls": gateway.calls.live_count}
@@ -33,6 +42,7 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
     for router in (
         configurations.router,
         calls.router,
+        dialogs.router,
         subscriptions.router,
         numbers.router,
         *extra_routers,

@@ -11,7 +11,6 @@ number is linked to. Response codes map to call states through the core's one ta
 from __future__ import annotations
 
 import asyncio
-import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +25,7 @@ from trunks.sip.auth import SipAuthenticator
 from trunks.sip.dialog import peer_for
 from trunks.sip.digest import DigestClient
 from trunks.sip.endpoint import SipEndpoint
+from trunks.sip.media import RtpMediaPort, SipMedia
 from trunks.sip.message import SipRequest
 from trunks.sip.registrar import LocationService
 from trunks.sip.routing import TrunkHealth, destination_peer, destination_uri
@@ -65,21 +65,6 @@ class Target:
         return f"{self.peer.transport} {self.peer.host}:{self.peer.port}"
 
 
-@dataclass
-class MediaOffer:
-    """What we put in SDP until the media plane exists: our address and a port from the range."""
-
-    address: str
-    ports: itertools.cycle
-
-    def next_port(self) -> int:
-        return next(self.ports)
-
-
-def media_ports(first: int, last: int) -> itertools.cycle:
-    return itertools.cycle(range(first - first % 2, last, 2))
-
-
 def custom_headers(request: SipRequest) -> dict[str, str]:
     """The X- headers of an INVITE: the only ones the Calls API propagates."""
     return {
@@ -99,7 +84,7 @@ class SipTrunkAdapter:
         trunks: TrunkDirectory,
         location: LocationService,
         authenticator: SipAuthenticator,
-        media: MediaOffer,
+        media: SipMedia,
         health: TrunkHealth,
     ) -> None:
         self._control = control
@@ -153,10 +138,14 @@ class SipTrunkAdapter:
                 HangupSource.PLATFORM,
             )
             return
+        await self._make_offer(leg.id)
         self._dial(leg, targets)
 
-    def dial(self, leg: Leg, uri: SipUri, peer: Peer, credentials: DigestClient | None) -> None:
+    async def dial(
+        self, leg: Leg, uri: SipUri, peer: Peer, credentials: DigestClient | None
+    ) -> None:
         """Place a leg's INVITE to one address (the carrier's), answering its challenge."""
+        await self._make_offer(leg.id)
         self._dial(leg, [Target(uri, peer)], credentials)
 
     def _dial(
@@ -183,9 +172,15 @@ class SipTrunkAdapter:
                 port=target.uri.port,
             )
         )
-        offer = self._offer(leg.id)
+        offer = self._state(leg.id).last_sent
+        assert offer is not None  # made by _make_offer before the first _dial
         session.send_invite(
-            target.uri, caller, callee, offer, target.peer, leg.endpoint.get("customHeaders")
+            target.uri,
+            caller,
+            callee,
+            offer.serialize(),
+            target.peer,
+            leg.endpoint.get("customHeaders"),
         )
         self._targets_in_use[leg.id] = target
 
@@ -194,19 +189,19 @@ class SipTrunkAdapter:
 
     async def pre_answer(self, leg: Leg) -> None:
         session = self._session(leg.id)
-        session.progress(self._answer_sdp(leg.id, session))
+        session.progress(await self._answer_sdp(leg.id, session))
         self._control.on_early_media(leg.id)
 
     async def answer(self, leg: Leg) -> None:
         session = self._session(leg.id)
-        session.accept(session.local_sdp or self._answer_sdp(leg.id, session))
+        session.accept(session.local_sdp or await self._answer_sdp(leg.id, session))
 
     async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
         session = self._sessions.pop(leg.id, None)
         if session is None:
             return
         self._legs.pop(id(session), None)
-        self._sdp.pop(leg.id, None)
+        self._forget_media(leg.id)
         self._fallbacks.pop(leg.id, None)
         self._targets_in_use.pop(leg.id, None)
         if session.is_uas and leg.state.is_alerting:
@@ -221,14 +216,19 @@ class SipTrunkAdapter:
         if leg_id is None:
             return
         if status == 183 and body:
+            self._apply_answer(leg_id, body)
             self._control.on_early_media(leg_id)
         elif status in (180, 181, 182, 183):
             self._control.on_ringing(leg_id)
 
     def on_answered(self, session: InviteSession, body: bytes | None) -> None:
         leg_id = self._legs.get(id(session))
-        if leg_id is not None:
-            self._control.on_answered(leg_id)
+        if leg_id is None:
+            return
+        late_offer = session.invite is not None and not session.invite.body
+        if body and (not session.is_uas or late_offer):
+            self._apply_answer(leg_id, body)  # their answer: in the 200 (UAC) or the ACK
+        self._control.on_answered(leg_id)
 
     def on_ended(self, session: InviteSession, status: int, reason: str, by_remote: bool) -> None:
         leg_id = self._legs.pop(id(session), None)
@@ -247,7 +247,7 @@ class SipTrunkAdapter:
             )
             self._dial(leg, fallbacks, session.credentials)
             return
-        self._sdp.pop(leg_id, None)
+        self._forget_media(leg_id)
         if not leg.state.is_alerting:
             cause = errors.NORMAL_HANGUP
         elif status == 487 and session.is_uas:
@@ -316,8 +316,8 @@ class SipTrunkAdapter:
         session.events = self
         self._bind(leg.id, session)
 
-    def media_port(self, leg: Leg) -> None:
-        return None  # RTP media on SIP legs: not yet wired to the media plane
+    def media_port(self, leg: Leg) -> RtpMediaPort | None:
+        return self._media.get(leg.id)
 
     def active_calls(self, trunk_id: str) -> int:
         return sum(
@@ -370,27 +370,49 @@ class SipTrunkAdapter:
             self._sdp[leg_id] = sdp.SessionState(self._media.address, username="gateway")
         return self._sdp[leg_id]
 
-    def _offer(self, leg_id: str) -> bytes:
-        offer = sdp.make_offer(
+    async def _make_offer(self, leg_id: str) -> None:
+        """Our offer, on the RTP port bound for the leg (kept as the state's last SDP)."""
+        port = await self._media.open(leg_id)
+        sdp.make_offer(
             self._media.address,
-            self._media.next_port(),
+            port.session.local_port,
             sdp.DEFAULT_CODECS,
             session=self._state(leg_id),
         )
-        return offer.serialize()
 
-    def _answer_sdp(self, leg_id: str, session: InviteSession) -> bytes:
-        if session.remote_sdp is None:
-            return self._offer(leg_id)
+    def _apply_answer(self, leg_id: str, body: bytes) -> None:
+        """The far end answered our offer: send it what it chose, where it said."""
+        port, offer = self._media.get(leg_id), self._state(leg_id).last_sent
+        if port is None or offer is None:
+            return
+        try:
+            port.use(sdp.apply_answer(offer, sdp.parse_sdp(body)))
+        except (sdp.SdpError, LookupError) as error:
+            log.warning("call %s: unusable SDP answer: %s", leg_id, error)
+
+    async def _answer_sdp(self, leg_id: str, session: InviteSession) -> bytes:
+        await self._media.open(leg_id)
+        if session.remote_sdp is None:  # no offer in the INVITE: we offer in our answer
+            await self._make_offer(leg_id)
+            offer = self._state(leg_id).last_sent
+            assert offer is not None
+            return offer.serialize()
         return self._answer_to(leg_id, session.remote_sdp)
 
     def _answer_to(self, leg_id: str, body: bytes) -> bytes:
-        offer = sdp.parse_sdp(body)
-        answer, _negotiated = sdp.answer(
-            offer,
+        """Answer an offer (initial or re-INVITE) on the leg's bound RTP port."""
+        port = self._media.get(leg_id)
+        assert port is not None
+        answer, negotiated = sdp.answer(
+            sdp.parse_sdp(body),
             self._media.address,
-            self._media.next_port(),
+            port.session.local_port,
             sdp.DEFAULT_CODECS,
             session=self._state(leg_id),
         )
+        port.use(negotiated)
         return answer.serialize()
+
+    def _forget_media(self, leg_id: str) -> None:
+        self._sdp.pop(leg_id, None)
+        self._media.close(leg_id)

@@ -24,6 +24,7 @@ from trunks.sip.uri import SipUri
 if TYPE_CHECKING:
     from gateway.core.errors import ErrorCode
     from trunks.sip.adapter import SipTrunkAdapter
+    from trunks.sip.media import RtpMediaPort
 
 log = logging.getLogger(__name__)
 
@@ -203,7 +204,7 @@ class CarrierLegs:
 
     async def originate(self, leg: Leg) -> None:
         uri, peer = self.carrier.target(str(leg.endpoint["phoneNumber"]).lstrip("+"))
-        self._sip.dial(leg, uri, peer, self.carrier.credentials())
+        await self._sip.dial(leg, uri, peer, self.carrier.credentials())
 
     async def send_ringing(self, leg: Leg) -> None:
         await self._sip.send_ringing(leg)
@@ -217,5 +218,5 @@ class CarrierLegs:
     async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
         await self._sip.hangup(leg, cause)
 
-    def media_port(self, leg: Leg) -> None:
+    def media_port(self, leg: Leg) -> RtpMediaPort | None:
         return self._sip.media_port(leg)

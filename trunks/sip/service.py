@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from gateway.core.calls import CallControl
-from trunks.sip.adapter import MediaOffer, SipTrunkAdapter, TrunkDirectory, media_ports
+from gateway.media.metrics import SessionRegistry
+from gateway.media.ports import PortAllocator
+from trunks.sip.adapter import SipTrunkAdapter, TrunkDirectory
 from trunks.sip.auth import SipAuthenticator
 from trunks.sip.carrier import Carrier, CarrierLegs, UpstreamRegistration
 from trunks.sip.digest import DigestServer, StoredHA1
 from trunks.sip.endpoint import Listener, SipEndpoint
+from trunks.sip.media import SipMedia
 from trunks.sip.registrar import LocationService, Registrar
 from trunks.sip.routing import OptionsMonitor, TrunkHealth
 from trunks.sip.throttle import AuthThrottle
@@ -31,7 +34,13 @@ def server_tls(cert: Path, key: Path) -> ssl.SSLContext | None:
 
 
 class SipService:
-    def __init__(self, settings: Any, control: CallControl, trunks: TrunkDirectory) -> None:
+    def __init__(
+        self,
+        settings: Any,
+        control: CallControl,
+        trunks: TrunkDirectory,
+        registry: SessionRegistry,
+    ) -> None:
         self.settings = settings
         self.trunks = trunks
         self.endpoint = SipEndpoint()
@@ -44,16 +53,23 @@ class SipService:
         self.authenticator = SipAuthenticator(self.digest, self.throttle, self._credentials)
         self.registrar = Registrar(self.authenticator, self.location)
         self.endpoint.on_register = self.registrar.handle
-        media = MediaOffer(
+        self.media = SipMedia(
+            PortAllocator.from_settings(settings),
             settings.media_address or settings.sip_host,
-            media_ports(settings.rtp_port_min, settings.rtp_port_max),
+            registry,
         )
         self.health = TrunkHealth()
         self.options = OptionsMonitor(
             self.endpoint, trunks.all, self.health, settings.sip_options_interval
         )
         self.adapter = SipTrunkAdapter(
-            control, self.endpoint, trunks, self.location, self.authenticator, media, self.health
+            control,
+            self.endpoint,
+            trunks,
+            self.location,
+            self.authenticator,
+            self.media,
+            self.health,
         )
         self.upstream: UpstreamRegistration | None = None
         if settings.carrier_uri:
@@ -99,6 +115,7 @@ class SipService:
         if self.upstream is not None:
             await self.upstream.stop()
         await self.endpoint.close()
+        self.media.close_all()
 
     def trunk_runtime(self, trunk_id: str) -> tuple[str, int]:
         """(registration status, active calls) of one trunk, for the status API."""

@@ -1,0 +1,209 @@
+"""A per-leg adaptive jitter buffer of 20 ms payloads, and the concealment of what it lacks.
+
+``put`` runs per packet and only stores bytes in a dict; ``get`` runs once per 20 ms tick.
+One packet is one frame, so delays are counted in frames. The buffer plays once it holds
+the target delay; the target follows measured jitter (fast up, slow down). A hole is waited
+for while fewer than the target frames sit behind it, then declared lost (``get`` gives
+None). Excess delay that a whole window of ticks never used is dropped one frame at a time.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from gateway.media.frame import FRAME_MS, NARROWBAND, AudioFrame
+from gateway.media.rtp import MAX_MISORDER
+
+INITIAL_JITTER_MS = 6.0  # FRAME_MS + 3 * 6 ms: a 40 ms target before anything is measured
+JITTER_RISE = 1 / 8  # a spike raises the estimate within a few packets...
+JITTER_DECAY = 1 / 128  # ...calm lowers it over seconds
+DISCONTINUITY_MS = 1000.0  # a transit change this large is a pause or a new clock, not jitter
+SHRINK_WINDOW = 50  # ticks (1 s) over which the smallest depth must exceed the target
+RESTART_AFTER_EMPTY = 5  # empty ticks after which playout waits for the target again
+_HISTORY_MASK = (1 << 64) - 1
+
+
+class JitterBuffer:
+    """Payloads keyed by extended sequence number, played out one per ``get``."""
+
+    def __init__(
+        self,
+        clock_rate: int = NARROWBAND,
+        *,
+        min_ms: int = 20,
+        max_ms: int = 200,
+    ) -> None:
+        self._ms_per_unit = 1000 / clock_rate
+        self._min = max(1, min_ms // FRAME_MS)
+        self._max = max(self._min, max_ms // FRAME_MS)
+        self._capacity = 2 * self._max  # frames ahead of playout kept; beyond that, resync
+        self.late = 0
+        self.duplicates = 0
+        self.lost = 0
+        self.skipped = 0
+        self.underruns = 0
+        self.resyncs = 0
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the stream (a new SSRC, or a resync): the next packet starts a new one."""
+        self._frames: dict[int, bytes] = {}
+        self._next: int | None = None
+        self._highest = 0
+        self._playing = False
+        self._history = 0  # bit i: whether frame (next - 1 - i) was received
+        self._jitter_ms = INITIAL_JITTER_MS
+        self._last_arrival: float | None = None
+        self._last_timestamp = 0
+        self._empty_ticks = 0
+        self._window = 0
+        self._min_depth = 0
+
+    @property
+    def jitter_ms(self) -> float:
+        return self._jitter_ms
+
+    @property
+    def target_frames(self) -> int:
+        # FRAME_MS + 3 x jitter, rounded up to whole frames but ignoring the first 2 ms.
+        frames = math.ceil((FRAME_MS + 3 * self._jitter_ms - 2) / FRAME_MS)
+        return min(self._max, max(self._min, frames))
+
+    @property
+    def target_ms(self) -> int:
+        return self.target_frames * FRAME_MS
+
+    @property
+    def depth(self) -> int:
+        """Frames from the next to play up to the newest received, holes included."""
+        return 0 if self._next is None else self._highest + 1 - self._next
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, seq: int, timestamp: int, payload: bytes, arrival_time: float) -> bool:
+        """Store a payload; False when it is a duplicate or too late to play (and counted)."""
+        nxt = self._next
+        if nxt is None or not nxt <= seq < nxt + self._capacity:
+            if not self._outside_window(seq, timestamp, arrival_time):
+                return False
+        elif seq in self._frames:
+            self.duplicates += 1
+            return False
+        self._frames[seq] = payload
+        if seq > self._highest:
+            self._highest = seq
+        self._measure(timestamp, arrival_time)
+        return True
+
+    def _outside_window(self, seq: int, timestamp: int, arrival: float) -> bool:
+        """A packet before the next to play or far ahead of it: whether to store it."""
+        nxt = self._next
+        if nxt is None or seq >= nxt:  # the first packet, or one so far ahead it is a gap
+            if nxt is not None:
+                self.resyncs += 1
+                self.reset()
+            self._next = self._highest = seq
+            return True
+        age = nxt - 1 - seq
+        if age < 64 and self._history >> age & 1:
+            self.duplicates += 1
+            return False
+        if age >= MAX_MISORDER:  # far behind: the sender restarted its numbering
+            self.resyncs += 1
+            self.reset()
+            self._next = self._highest = seq
+            return True
+        if not self._playing and nxt - seq < self._capacity:
+            self._next = seq  # reordered before playout began: start earlier
+            return True
+        self.late += 1
+        self._measure(timestamp, arrival)  # lateness is the jitter the target must cover
+        return False
+
+    def _measure(self, timestamp: int, arrival: float) -> None:
+        """RFC 3550 A.8's transit difference, smoothed with a fast rise and a slow decay."""
+        last = self._last_arrival
+        self._last_arrival = arrival
+        if last is not None:
+            # The timestamp difference modulo 2^32, as in rtp.ts_diff (inlined: per packet).
+            units = ((timestamp - self._last_timestamp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
+            d = (arrival - last) * 1000 - units * self._ms_per_unit
+            if d < 0:
+                d = -d
+            if d < DISCONTINUITY_MS:
+                jitter = self._jitter_ms
+                if d > jitter:
+                    self._jitter_ms = jitter + (d - jitter) * JITTER_RISE
+                else:
+                    self._jitter_ms = jitter + (d - jitter) * JITTER_DECAY
+        self._last_timestamp = timestamp
+
+    def get(self) -> bytes | None:
+        """The next payload in order, or None (nothing yet, a stall, or a lost packet)."""
+        nxt = self._next
+        if nxt is None:
+            return None
+        depth = self._highest + 1 - nxt
+        if not self._playing:
+            if depth < self.target_frames:
+                return None
+            self._playing = True
+            self._window = 0
+            self._min_depth = depth
+        if depth < self._min_depth:
+            self._min_depth = depth
+        self._window += 1
+        if self._window >= SHRINK_WINDOW:
+            if self._min_depth > self.target_frames and depth > 1:  # unused delay: drop a frame
+                self._advance(nxt, self._frames.pop(nxt, None) is not None)
+                self.skipped += 1
+                nxt += 1
+                depth -= 1
+            self._window = 0
+            self._min_depth = depth
+        payload = self._frames.pop(nxt, None)
+        if payload is not None:  # the common case, inlined
+            self._empty_ticks = 0
+            self._next = nxt + 1
+            self._history = (self._history << 1 | 1) & _HISTORY_MASK
+            return payload
+        if depth <= 0:  # nothing arrived yet: stall rather than lose what is on its way
+            self.underruns += 1
+            self._empty_ticks += 1
+            if self._empty_ticks >= RESTART_AFTER_EMPTY:
+                self._playing = False
+            return None
+        if depth < self.target_frames:  # a hole with little behind it: it may still arrive
+            return None
+        self.lost += 1
+        self._advance(nxt, False)
+        return None
+
+    def _advance(self, nxt: int, received: bool) -> None:
+        self._next = nxt + 1
+        self._history = (self._history << 1 | received) & _HISTORY_MASK
+
+
+class Concealer:
+    """Packet loss concealment for one leg: a missing frame repeats the last one, 6 dB
+    quieter each time, for up to ``max_repeats`` frames; then silence."""
+
+    def __init__(self, sample_rate: int = NARROWBAND, max_repeats: int = 3) -> None:
+        self.sample_rate = sample_rate
+        self.max_repeats = max_repeats
+        self._last: np.ndarray | None = None
+        self._misses = 0
+
+    def conceal(self, frame: AudioFrame | None) -> AudioFrame:
+        if frame is not None:
+            self._last = frame.samples
+            self._misses = 0
+            return frame
+        self._misses += 1
+        if self._last is None or self._misses > self.max_repeats:
+            return AudioFrame.silence(self.sample_rate)
+        # An arithmetic right shift by n halves the amplitude n times: -6.02 dB each.
+        return AudioFrame(self._last >> self._misses, self.sample_rate)

@@ -1,0 +1,363 @@
+"""One leg's RTP endpoint: bound UDP sockets, symmetric RTP, counters and periodic RTCP.
+
+``datagram_received`` is the hot path: parse the header, check the source, count, record
+the sequence number, then hand the packet on: the raw datagram to ``on_datagram`` (a relay
+passes the other leg's ``send_raw``: no decode, no payload copy), the payload to the jitter
+buffer (a mixer pulls ``jitter.get()`` per tick), and/or header and payload to ``on_packet``.
+No task, timer or object per packet beyond those handed on. RTCP runs on one
+``call_later`` timer per session.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from gateway.media.frame import NARROWBAND
+from gateway.media.jitterbuffer import JitterBuffer
+from gateway.media.metrics import SessionRegistry
+from gateway.media.ports import PortAllocator, PortPair
+from gateway.media.rtcp import (
+    ReceiverReport,
+    ReceptionStats,
+    RtcpPacket,
+    SenderReport,
+    build_rr,
+    build_sr,
+    ntp_middle,
+    ntp_timestamp,
+    parse_rtcp,
+)
+from gateway.media.rtp import RtpHeader, build_rtp, header_of, is_rtcp, unpack_rtp
+
+Address = tuple[str, int]
+DatagramHandler = Callable[[bytes], None]  # a whole valid datagram: what a relay forwards
+PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
+RtcpHandler = Callable[[list[RtcpPacket]], None]
+RtcpMode = Literal["port", "mux", "off"]
+
+_now = time.monotonic
+
+
+@dataclass(slots=True)
+class RtpCounters:
+    """Per-leg counters. ``bytes_*`` are whole datagrams; ``late`` is what the jitter buffer
+    refused as too late, ``lost`` what the sender's sequence numbers say never arrived."""
+
+    packets_in: int = 0
+    bytes_in: int = 0
+    packets_out: int = 0
+    bytes_out: int = 0
+    dropped_malformed: int = 0
+    dropped_foreign: int = 0
+    late: int = 0
+    lost: int = 0
+    ssrc_changes: int = 0
+
+
+class _RtcpProtocol(asyncio.DatagramProtocol):
+    def __init__(self, session: RtpSession) -> None:
+        self._session = session
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        self._session.rtcp_received(data, addr)
+
+
+class RtpSession(asyncio.DatagramProtocol):
+    """The RTP endpoint of one leg. Create, ``await start()``, ``close()`` when the leg ends.
+
+    Remote address: ``remote`` is where we send (from the SDP; None if unknown). With
+    ``latch`` (symmetric RTP, for NATed peers) the first valid packet from ``expected_ip``
+    (any IP if None) fixes the remote to its source; later packets from any other source are
+    dropped and counted, never followed. ``set_remote`` (a re-INVITE) unlatches.
+    """
+
+    def __init__(
+        self,
+        allocator: PortAllocator,
+        local_ip: str,
+        *,
+        call_id: str = "",
+        remote: Address | None = None,
+        latch: bool = True,
+        expected_ip: str | None = None,
+        payload_type: int = 0,
+        clock_rate: int = NARROWBAND,
+        rtcp: RtcpMode = "port",
+        rtcp_interval: float = 5.0,
+        cname: str | None = None,
+        jitter: JitterBuffer | None = None,
+        on_datagram: DatagramHandler | None = None,
+        on_packet: PacketHandler | None = None,
+        on_rtcp: RtcpHandler | None = None,
+        registry: SessionRegistry | None = None,
+    ) -> None:
+        self.call_id = call_id
+        self.local_ip = local_ip
+        self.payload_type = payload_type
+        self.clock_rate = clock_rate
+        self.jitter = jitter
+        self.on_datagram = on_datagram
+        self.on_packet = on_packet
+        self.on_rtcp = on_rtcp
+        self.ssrc = random.getrandbits(32)
+        self.cname = cname or f"{self.ssrc:08x}@{local_ip}"
+        self.rtt: float | None = None  # seconds, from the peer's report blocks about us
+        self.last_sender_report: SenderReport | None = None
+        self._allocator = allocator
+        self._rtcp_mode = rtcp
+        self._mux = rtcp == "mux"
+        self._rtcp_interval = rtcp_interval
+        self._registry = registry
+        self._counters = RtpCounters()
+        self._stats: ReceptionStats | None = None
+        self._lost_before = 0  # cumulative loss of streams (SSRCs) before the current one
+        self._seq = random.getrandbits(16)
+        self._ts = random.getrandbits(32)
+        self._sent_packets = 0
+        self._sent_octets = 0  # payload octets, for the SR
+        self._sent_at_report = 0
+        self._last_send = 0.0
+        self._last_send_ts = self._ts
+        self._pair: PortPair | None = None
+        self._transport: asyncio.DatagramTransport | None = None
+        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._report_timer: asyncio.TimerHandle | None = None
+        self._remote: Address | None = None
+        self._source: Address | None = None  # the one address packets are accepted from
+        self._rtcp_remote: Address | None = None
+        self._latching = latch
+        self._expected_ip = expected_ip
+        self.set_remote(remote, latch=latch, expected_ip=expected_ip)
+
+    async def start(self) -> None:
+        """Bind a port pair and start receiving; RTCP reports begin after about an interval."""
+        loop = asyncio.get_running_loop()
+        self._pair = self._allocator.allocate(self.local_ip, rtcp=self._rtcp_mode == "port")
+        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=self._pair.rtp)
+        if self._pair.rtcp is not None:
+            self._rtcp_transport, _ = await loop.create_datagram_endpoint(
+                lambda: _RtcpProtocol(self), sock=self._pair.rtcp
+            )
+        if self._rtcp_mode != "off":
+            self._schedule_report(loop)
+        if self._registry is not None:
+            self._registry.add(self)
+
+    def close(self) -> None:
+        if self._report_timer is not None:
+            self._report_timer.cancel()
+            self._report_timer = None
+        for transport in (self._transport, self._rtcp_transport):
+            if transport is not None:
+                transport.close()
+        self._transport = self._rtcp_transport = None
+        if self._pair is not None:
+            self._pair.close()
+            self._pair = None
+        if self._registry is not None:
+            self._registry.discard(self)
+
+    @property
+    def local_port(self) -> int:
+        if self._pair is None:
+            raise RuntimeError("the session is not started")
+        return self._pair.port
+
+    @property
+    def rtcp_port(self) -> int:
+        return self.local_port if self._mux else self.local_port + 1
+
+    @property
+    def remote(self) -> Address | None:
+        return self._remote
+
+    @property
+    def latched(self) -> bool:
+        return self._latching and self._source is not None
+
+    @property
+    def remote_ssrc(self) -> int | None:
+        return None if self._stats is None else self._stats.ssrc
+
+    @property
+    def stats(self) -> ReceptionStats | None:
+        """The received stream's statistics (loss, jitter), None before its first packet."""
+        return self._stats
+
+    @property
+    def counters(self) -> RtpCounters:
+        c = self._counters
+        c.late = 0 if self.jitter is None else self.jitter.late
+        current = 0 if self._stats is None else max(0, self._stats.cumulative_lost)
+        c.lost = self._lost_before + current
+        return c
+
+    def set_remote(
+        self,
+        remote: Address | None,
+        *,
+        latch: bool = True,
+        expected_ip: str | None = None,
+        rtcp_remote: Address | None = None,
+    ) -> None:
+        """Point the session at a (new) remote, e.g. from a re-INVITE's SDP; unlatches.
+
+        Without ``latch`` only packets from exactly ``remote`` are accepted.
+        """
+        self._remote = remote
+        self._latching = latch
+        self._expected_ip = expected_ip
+        self._source = None if latch else remote
+        self._rtcp_remote = rtcp_remote
+
+    # The hot path.
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+        if self._mux and is_rtcp(data):  # RFC 5761 demultiplexing
+            self.rtcp_received(data, addr)
+            return
+        counters = self._counters
+        fields = unpack_rtp(data)
+        if fields is None:
+            counters.dropped_malformed += 1
+            return
+        if addr != self._source and not self._latch(addr):
+            counters.dropped_foreign += 1
+            return
+        counters.packets_in += 1
+        counters.bytes_in += len(data)
+        second, sequence, timestamp, ssrc, start, end = fields
+        stats = self._stats
+        if stats is None or ssrc != stats.ssrc:
+            stats = self._new_stream(ssrc, sequence)
+        now = _now()
+        extended = stats.record(sequence, timestamp, now)
+        if extended is None:  # the first of two packets after a sequence jump
+            return
+        if self.on_datagram is not None:
+            self.on_datagram(data)
+        if self.jitter is None and self.on_packet is None:
+            return
+        payload = data[start:end]
+        if self.jitter is not None:
+            self.jitter.put(extended, timestamp, payload, now)
+        if self.on_packet is not None:
+            self.on_packet(header_of(second, sequence, timestamp, ssrc), payload)
+
+    def _latch(self, addr: Address) -> bool:
+        if not self._latching or self._source is not None:
+            return False
+        if self._expected_ip is not None and addr[0] != self._expected_ip:
+            return False
+        self._source = self._remote = addr
+        return True
+
+    def _new_stream(self, ssrc: int, sequence: int) -> ReceptionStats:
+        """A new SSRC is a new stream: fresh statistics, and an emptied jitter buffer."""
+        if self._stats is not None:
+            self._lost_before += max(0, self._stats.cumulative_lost)
+            self._counters.ssrc_changes += 1
+            if self.jitter is not None:
+                self.jitter.reset()
+        self._stats = ReceptionStats(ssrc, sequence, self.clock_rate)
+        return self._stats
+
+    # Sending.
+
+    def send_payload(
+        self,
+        payload: bytes,
+        timestamp_increment: int = 160,
+        marker: bool = False,
+        payload_type: int | None = None,
+    ) -> bool:
+        """Send one payload from our own stream (SSRC, sequence, timestamp); False if there
+        is nowhere to send yet. The timestamp advances after the packet."""
+        ts = self._ts
+        pt = self.payload_type if payload_type is None else payload_type
+        data = build_rtp(pt, self._seq, ts, self.ssrc, payload, marker)
+        self._seq = (self._seq + 1) & 0xFFFF
+        self._ts = (ts + timestamp_increment) & 0xFFFFFFFF
+        self._sent_packets += 1
+        self._sent_octets += len(payload)
+        self._last_send = _now()
+        self._last_send_ts = ts
+        return self.send_raw(data)
+
+    def send_raw(self, data: bytes) -> bool:
+        """Send a datagram as it is (a relayed packet keeps the other leg's SSRC)."""
+        remote = self._remote
+        if remote is None or self._transport is None:
+            return False
+        self._transport.sendto(data, remote)
+        counters = self._counters
+        counters.packets_out += 1
+        counters.bytes_out += len(data)
+        return True
+
+    # RTCP.
+
+    def _rtcp_destination(self) -> Address | None:
+        if self._rtcp_remote is not None:
+            return self._rtcp_remote
+        if self._remote is None or self._mux:
+            return self._remote
+        return self._remote[0], self._remote[1] + 1
+
+    def rtcp_received(self, data: bytes, addr: Address) -> None:
+        """Take the peer's reports: the SR for our LSR/DLSR, blocks about us for the RTT."""
+        packets = parse_rtcp(data)
+        if packets is None:
+            self._counters.dropped_malformed += 1
+            return
+        source = self._source or self._remote
+        if source is None or addr[0] != source[0]:
+            self._counters.dropped_foreign += 1
+            return
+        self._rtcp_remote = addr  # symmetric RTCP, as for RTP
+        now = _now()
+        for packet in packets:
+            if isinstance(packet, SenderReport):
+                self.last_sender_report = packet
+                if self._stats is not None and packet.ssrc == self._stats.ssrc:
+                    self._stats.sender_report_received(packet.ntp, now)
+            if isinstance(packet, SenderReport | ReceiverReport):
+                for block in packet.reports:
+                    if block.ssrc == self.ssrc and block.lsr:
+                        delay = ntp_middle(ntp_timestamp()) - block.lsr - block.dlsr
+                        self.rtt = (delay & 0xFFFFFFFF) / 65536
+        if self.on_rtcp is not None:
+            self.on_rtcp(packets)
+
+    def _schedule_report(self, loop: asyncio.AbstractEventLoop) -> None:
+        # RFC 3550 §6.3.1: randomised over [0.5, 1.5] x the interval, so peers do not sync up.
+        delay = self._rtcp_interval * random.uniform(0.5, 1.5)
+        self._report_timer = loop.call_later(delay, self._send_report, loop)
+
+    def _send_report(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._schedule_report(loop)
+        destination = self._rtcp_destination()
+        transport = self._transport if self._mux else self._rtcp_transport
+        if destination is None or transport is None:
+            return
+        now = _now()
+        blocks = () if self._stats is None else (self._stats.report_block(now),)
+        if self._sent_packets > self._sent_at_report:
+            self._sent_at_report = self._sent_packets
+            elapsed = int((now - self._last_send) * self.clock_rate)
+            report = SenderReport(
+                self.ssrc,
+                ntp_timestamp(),
+                self._last_send_ts + elapsed,
+                self._sent_packets,
+                self._sent_octets,
+                blocks,
+            )
+            transport.sendto(build_sr(report, self.cname), destination)
+        else:
+            transport.sendto(build_rr(ReceiverReport(self.ssrc, blocks), self.cname), destination)

@@ -1,0 +1,152 @@
+"""The adaptive jitter buffer, driven in simulated time, and packet loss concealment."""
+
+from __future__ import annotations
+
+import random
+
+import numpy as np
+
+from gateway.media.frame import AudioFrame
+from gateway.media.jitterbuffer import Concealer, JitterBuffer
+
+
+def payload(seq: int) -> bytes:
+    return seq.to_bytes(4, "big")
+
+
+def simulate(
+    buffer: JitterBuffer,
+    delays_ms: dict[int, float] | list[float],
+    first_seq: int = 0,
+    ticks: int | None = None,
+    trace: list[tuple[int, int]] | None = None,
+) -> list[int | None]:
+    """Packet i leaves at i x 20 ms and arrives ``delays_ms[i]`` later (missing: lost); a tick
+    every 20 ms, 10 ms out of phase, puts what has arrived and gets one payload. ``trace``
+    collects (target_ms, depth) before each get."""
+    delays = dict(enumerate(delays_ms)) if isinstance(delays_ms, list) else delays_ms
+    arrivals = sorted((i * 20 + d, i) for i, d in delays.items())
+    played: list[int | None] = []
+    ticks = ticks if ticks is not None else max(delays) + 15
+    for tick in range(ticks):
+        now = tick * 20 + 10
+        while arrivals and arrivals[0][0] <= now:
+            arrival, i = arrivals.pop(0)
+            seq = first_seq + i
+            buffer.put(seq, seq * 160, payload(seq), arrival / 1000)
+        if trace is not None:
+            trace.append((buffer.target_ms, buffer.depth))
+        got = buffer.get()
+        played.append(None if got is None else int.from_bytes(got, "big"))
+    return played
+
+
+def test_in_order_after_the_initial_40_ms() -> None:
+    buffer = JitterBuffer()
+    assert buffer.target_ms == 40
+    played = simulate(buffer, [0.0] * 10)
+    assert played[:11] == [None, *range(10)]
+    assert (buffer.lost, buffer.late, buffer.duplicates) == (0, 0, 0)
+
+
+def test_reordered_within_the_window_plays_in_order() -> None:
+    buffer = JitterBuffer()
+    delays = [0.0] * 10
+    delays[3] = 25.0  # arrives after packet 4
+    played = simulate(buffer, delays)
+    assert [p for p in played if p is not None] == list(range(10))
+    assert (buffer.lost, buffer.late) == (0, 0)
+
+
+def test_duplicates_are_dropped_before_and_after_playout() -> None:
+    buffer = JitterBuffer()
+    assert buffer.put(1, 160, b"a", 0.0)
+    assert not buffer.put(1, 160, b"a", 0.001)
+    assert buffer.put(2, 320, b"b", 0.02)
+    assert buffer.get() == b"a"
+    assert not buffer.put(1, 160, b"a", 0.03)  # already played: a duplicate, not late
+    assert buffer.duplicates == 2
+    assert buffer.late == 0
+
+
+def test_a_packet_too_late_is_lost_then_dropped() -> None:
+    buffer = JitterBuffer()
+    delays = [0.0] * 10
+    delays[4] = 100.0
+    played = simulate(buffer, delays)
+    assert 4 not in played
+    assert [p for p in played if p is not None] == [0, 1, 2, 3, 5, 6, 7, 8, 9]
+    assert (buffer.lost, buffer.late) == (1, 1)
+
+
+def test_loss_gives_none_in_its_slot() -> None:
+    buffer = JitterBuffer()
+    delays = {i: 0.0 for i in range(10) if i != 5}
+    played = simulate(buffer, delays)
+    assert played[1:11] == [0, 1, 2, 3, 4, None, 6, 7, 8, 9]
+    assert buffer.lost == 1
+
+
+def test_sequence_numbers_need_not_start_at_zero() -> None:
+    played = simulate(JitterBuffer(), [0.0] * 5, first_seq=70000)
+    assert played[1:6] == list(range(70000, 70005))
+
+
+def test_target_grows_with_jitter_and_shrinks_back() -> None:
+    rng = random.Random(7)
+    buffer = JitterBuffer()
+    delays = [rng.uniform(0, 120) for _ in range(300)] + [0.0] * 1000
+    trace: list[tuple[int, int]] = []
+    played = simulate(buffer, delays, trace=trace)
+    # Playout delay of each played packet: tick time minus its send time.
+    latency = {seq: tick * 20 + 10 - seq * 20 for tick, seq in enumerate(played) if seq}
+    assert min(target for target, _ in trace[50:300]) >= 120
+    assert min(latency[seq] for seq in range(50, 300)) >= 100  # the delay built up...
+    assert (buffer.lost, buffer.late) == (0, 0)  # ...so up to 120 ms of jitter lost nothing
+    assert max(target for target, _ in trace[-100:-20]) <= 40
+    assert max(latency[seq] for seq in range(1200, 1300)) <= 30
+    assert buffer.skipped > 0
+
+
+def test_reset_starts_a_new_stream() -> None:
+    buffer = JitterBuffer()
+    simulate(buffer, [0.0] * 5)
+    buffer.reset()  # a new SSRC: its numbering has nothing to do with the old one
+    assert buffer.get() is None
+    assert buffer.put(40000, 0, b"new", 1.0)
+    assert buffer.put(40001, 160, b"new2", 1.02)
+    assert buffer.get() == b"new"
+    assert buffer.get() == b"new2"
+
+
+def test_a_long_gap_resyncs() -> None:
+    buffer = JitterBuffer()
+    simulate(buffer, [0.0] * 5)
+    buffer.put(5000, 5000 * 160, b"far", 5.0)
+    assert buffer.resyncs == 1
+    assert buffer.depth == 1
+    assert buffer.get() is None  # prefetching the new position again
+    buffer.put(5001, 5001 * 160, b"next", 5.02)
+    assert buffer.get() == b"far"
+
+
+def test_memory_is_bounded() -> None:
+    buffer = JitterBuffer()
+    for seq in range(10_000):  # nobody reads
+        buffer.put(seq, seq * 160, b"x" * 160, seq * 0.02)
+    assert len(buffer) <= 20
+
+
+def frame(value: int) -> AudioFrame:
+    return AudioFrame(np.full(160, value, dtype=np.int16))
+
+
+def test_concealment_repeats_fading_then_silence() -> None:
+    concealer = Concealer()
+    assert concealer.conceal(None).samples.any() == 0  # nothing heard yet: silence
+    original = frame(8000)
+    assert concealer.conceal(original) is original
+    levels = [int(concealer.conceal(None).samples[0]) for _ in range(5)]
+    assert levels == [4000, 2000, 1000, 0, 0]
+    assert concealer.conceal(frame(-100)).samples[0] == -100  # audio again: no fade left
+    assert concealer.conceal(None).samples[0] == -50

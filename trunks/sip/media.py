@@ -1,0 +1,116 @@
+"""RTP media of SIP legs: one RTP session per leg, bound when its SDP is made, pointed at the
+far end once offer/answer agrees, closed when the leg ends; and the media port that turns the
+session's packets into the media plane's 20 ms frames and back.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from gateway.media.codecs import Codec, codec_for
+from gateway.media.frame import NARROWBAND, AudioFrame
+from gateway.media.jitterbuffer import Concealer, JitterBuffer
+from gateway.media.metrics import SessionRegistry
+from gateway.media.ports import PortAllocator
+from gateway.media.resample import Resampler
+from gateway.media.rtp import RtpHeader
+from gateway.media.session import RtpSession
+from trunks.sip.sdp import NegotiatedMedia
+
+
+class RtpMediaPort:
+    """The :class:`~gateway.media.port.MediaPort` of one SIP leg (8 kHz frames in and out)."""
+
+    sample_rate = NARROWBAND
+
+    def __init__(self, session: RtpSession) -> None:
+        self.session = session
+        self.jitter = JitterBuffer()
+        self._concealer = Concealer()
+        self._codec: Codec | None = None
+        self._audio_pt: int | None = None
+        self._encoder = None
+        self._decoder = None
+        self._up: Resampler | None = None
+        self._down: Resampler | None = None
+        self.telephone_event: int | None = None
+
+    def use(self, negotiated: NegotiatedMedia, expected_ip: str | None = None) -> None:
+        """Offer/answer agreed: this codec, to this address (symmetric RTP may correct it)."""
+        offered = negotiated.codec
+        codec = codec_for(
+            offered.name, offered.clock_rate, offered.channels, payload_type=offered.payload_type
+        )
+        if self._codec is None or codec.name != self._codec.name:
+            self._codec = codec
+            self._encoder, self._decoder = codec.new_encoder(), codec.new_decoder()
+            rate = codec.sample_rate
+            self._up = Resampler(NARROWBAND, rate) if rate != NARROWBAND else None
+            self._down = Resampler(rate, NARROWBAND) if rate != NARROWBAND else None
+        self._audio_pt = offered.payload_type
+        self.telephone_event = negotiated.telephone_event
+        self.session.payload_type = offered.payload_type
+        self.session.set_remote(negotiated.remote_rtp, expected_ip=expected_ip)
+
+    def on_packet(self, header: RtpHeader, payload: bytes) -> None:
+        """The session's per-packet callback: audio into the jitter buffer, nothing else."""
+        if header.payload_type == self._audio_pt:
+            self.jitter.put(header.sequence, header.timestamp, payload, time.monotonic())
+
+    def read(self) -> np.ndarray | None:
+        if self._decoder is None:
+            return None
+        payload = self.jitter.get()
+        frame = None
+        if payload is not None:
+            samples = self._decoder.decode(payload)
+            if self._down is not None:
+                samples = self._down.process(samples)
+            if len(samples) == 160:
+                frame = AudioFrame(samples.astype(np.int16, copy=False))
+        return self._concealer.conceal(frame).samples
+
+    def write(self, samples: np.ndarray) -> None:
+        if self._encoder is None or self._codec is None or self.session.remote is None:
+            return
+        if self._up is not None:
+            samples = self._up.process(samples)
+        payload = self._encoder.encode(samples)
+        self.session.send_payload(payload, timestamp_increment=self._codec.timestamp_step)
+
+
+class SipMedia:
+    """The RTP sessions of live SIP legs, by leg id."""
+
+    def __init__(self, allocator: PortAllocator, address: str, registry: SessionRegistry) -> None:
+        self.allocator = allocator
+        self.address = address
+        self.registry = registry
+        self._ports: dict[str, RtpMediaPort] = {}
+
+    async def open(self, leg_id: str) -> RtpMediaPort:
+        """The leg's port, binding a session on first use."""
+        port = self._ports.get(leg_id)
+        if port is None:
+            session = RtpSession(
+                self.allocator, self.address, call_id=leg_id, registry=self.registry
+            )
+            port = RtpMediaPort(session)
+            session.on_packet = port.on_packet
+            self._ports[leg_id] = port
+            await session.start()
+        return port
+
+    def get(self, leg_id: str) -> RtpMediaPort | None:
+        return self._ports.get(leg_id)
+
+    def close(self, leg_id: str) -> None:
+        port = self._ports.pop(leg_id, None)
+        if port is not None:
+            port.session.close()
+
+    def close_all(self) -> None:
+        for leg_id in list(self._ports):
+            self.close(leg_id)
