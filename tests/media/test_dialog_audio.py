@@ -1,0 +1,99 @@
+"""Dialogs carry audio: the caller and the callee hear each other's tone and not their own,
+the callee's early media reaches the caller before the answer, and a real SIP caller's RTP
+(SIPp streaming a tone) reaches a simulated phone through the gateway."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.app import Gateway
+from gateway.media.codecs import encode_ulaw
+from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
+from tests.sip.sipp import DID as SIP_DID
+from tests.sip.sipp import Sipp, running_world
+from tests.test_dialogs import ANNOUNCES_LONG, ANSWERS, App, app  # noqa: F401 - the fixture
+
+
+async def run_ticks(gateway: Gateway, count: int) -> None:
+    target = gateway.media.ticks + count
+    async with asyncio.timeout(count * 0.02 + 5):
+        while gateway.media.ticks < target:
+            await asyncio.sleep(0.02)
+
+
+async def heard(api: httpx.AsyncClient, call_id: str, last_seconds: float) -> np.ndarray:
+    pcm, rate = read_wav((await api.get(f"/pstn/1/calls/{call_id}/heard")).content)
+    assert rate == 8000
+    return pcm[-int(last_seconds * rate) :]
+
+
+async def test_the_two_calls_of_a_dialog_hear_each_other(app: App, gateway: Gateway):
+    parent = await app.inbound()
+    dialog = await app.dialog(parent, ANSWERS)
+    await app.wait(dialog["id"], "DIALOG_ESTABLISHED")
+    child = dialog["childCall"]["id"]
+    for call_id, frequency in ((parent, 440), (child, 1000)):
+        await app.api.put(f"/pstn/1/calls/{call_id}/source",
+                          json={"type": "tone", "frequency": frequency})  # fmt: skip
+    await run_ticks(gateway, 60)
+    at_parent, at_child = await heard(app.api, parent, 1.0), await heard(app.api, child, 1.0)
+    assert abs(dominant_frequency(at_parent, 8000) - 1000) < 5
+    assert abs(dominant_frequency(at_child, 8000) - 440) < 5
+    assert tone_level(at_parent, 8000, 440) < -40
+    assert tone_level(at_child, 8000, 1000) < -40
+    await app.api.post(f"/calls/1/dialogs/{dialog['id']}/hangup")
+    await app.wait(dialog["id"], "DIALOG_FINISHED")
+    assert not gateway.media.bridges  # nothing left in the media path
+
+
+async def test_early_media_is_heard_by_the_caller_before_the_answer(app: App, gateway: Gateway):
+    parent = await app.inbound()
+    dialog = await app.dialog(parent, ANNOUNCES_LONG)
+    await app.recorder.wait_for(types=["CALL_PRE_ESTABLISHED"], call_id=parent)
+    await run_ticks(gateway, 40)
+    state = (await app.api.get(f"/calls/1/calls/{parent}")).json()["state"]
+    assert state == "PRE_ESTABLISHED"  # not answered, yet it hears the announcement
+    early = await heard(app.api, parent, 0.6)
+    assert abs(dominant_frequency(early, 8000) - 440) < 5
+    await app.api.post(f"/calls/1/dialogs/{dialog['id']}/hangup")
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+async def test_rtp_from_a_sip_caller_reaches_a_simulated_phone(tmp_path: Path):
+    """SIPp calls in and streams 440 Hz µ-law; the app puts it in a dialog with a simulated
+    phone, which hears the tone; the RTP counters on /metrics saw packets both ways."""
+    async with running_world(tmp_path) as world:
+        await world.static_trunk(source_hosts=["127.0.0.1"])
+        await world.api.post("/pstn/1/numbers", json={
+            "number": ANSWERS, "behaviour": "answer", "options": {"answerAfterMs": 20}})  # fmt: skip
+        sipp = Sipp("uac_rtp_stream", tmp_path, remote=world.remote, timeout=20,
+                    options=["-s", SIP_DID])  # fmt: skip
+        (sipp.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 3.0)).tobytes())
+        async with sipp:
+            parent = await sipp.guard(world.received())
+            created = await world.api.post("/calls/1/dialogs", json={
+                "parentCallId": parent,
+                "childCallRequest": {"endpoint": {"type": "PHONE", "phoneNumber": ANSWERS},
+                                     "from": "441134960999"}})  # fmt: skip
+            assert created.status_code == 201, created.text
+            child = created.json()["childCall"]["id"]
+            await sipp.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent))
+            await sipp.guard(run_ticks(world.gateway, 75))
+            metrics = (await world.api.get("/metrics")).text
+            result = await sipp.wait()
+        result.assert_ok()
+        at_phone = await heard(world.api, child, 1.0)
+    assert abs(dominant_frequency(at_phone, 8000) - 440) < 5
+    packets = {
+        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gateway_rtp_packets_total{")
+    }
+    assert packets[f'call_id="{parent}",direction="in"'] > 50
+    assert packets[f'call_id="{parent}",direction="out"'] > 50
