@@ -15,9 +15,12 @@ import pytest
 from gateway.app import Gateway
 from gateway.media.codecs import encode_ulaw
 from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
+from tests import test_dialogs
 from tests.sip.sipp import DID as SIP_DID
 from tests.sip.sipp import Sipp, running_world
-from tests.test_dialogs import ANNOUNCES_LONG, ANSWERS, App, app  # noqa: F401 - the fixture
+from tests.test_dialogs import ANNOUNCES_LONG, ANSWERS, App
+
+app = test_dialogs.app  # the same fixture: a voice app with the dialog tests' numbers
 
 
 async def run_ticks(gateway: Gateway, count: int) -> None:
@@ -70,10 +73,11 @@ async def test_rtp_from_a_sip_caller_reaches_a_simulated_phone(tmp_path: Path):
     phone, which hears the tone; the RTP counters on /metrics saw packets both ways."""
     async with running_world(tmp_path) as world:
         await world.static_trunk(source_hosts=["127.0.0.1"])
-        await world.api.post("/pstn/1/numbers", json={
-            "number": ANSWERS, "behaviour": "answer", "options": {"answerAfterMs": 20}})  # fmt: skip
-        sipp = Sipp("uac_rtp_stream", tmp_path, remote=world.remote, timeout=20,
-                    options=["-s", SIP_DID])  # fmt: skip
+        fast = {"number": ANSWERS, "behaviour": "answer", "options": {"answerAfterMs": 20}}
+        await world.api.post("/pstn/1/numbers", json=fast)
+        sipp = Sipp(
+            "uac_rtp_stream", tmp_path, remote=world.remote, timeout=20, options=["-s", SIP_DID]
+        )
         (sipp.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 3.0)).tobytes())
         async with sipp:
             parent = await sipp.guard(world.received())
