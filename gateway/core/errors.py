@@ -113,6 +113,15 @@ _TABLE = [
         503,
         "Service Unavailable",
     ),
+    # Not in the spec's list of hangup causes: a gateway name for what SIP says with 488.
+    ErrorCode(
+        10013,
+        "NO_COMMON_CODEC",
+        "The endpoints have no audio codec in common",
+        LegState.FAILED,
+        488,
+        "Not Acceptable Here",
+    ),
 ]
 
 BY_NAME: dict[str, ErrorCode] = {code.name: code for code in _TABLE}
@@ -136,6 +145,7 @@ REJECTED = BY_NAME["REJECTED"]
 DESTINATION_NOT_FOUND = BY_NAME["DESTINATION_NOT_FOUND"]
 DESTINATION_UNAVAILABLE = BY_NAME["DESTINATION_UNAVAILABLE"]
 SERVICE_UNAVAILABLE = BY_NAME["SERVICE_UNAVAILABLE"]
+NO_COMMON_CODEC = BY_NAME["NO_COMMON_CODEC"]
 
 
 def from_sip_status(status: int) -> ErrorCode:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.sip.sipp import CONFIG_ID, DID, SIPP, Sipp, World, outcome, running_world
+from tests.sip.sipp import CONFIG_ID, DID, SIPP, Sipp, World, outcome, run_sipp, running_world
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed (make system-deps)")
 
@@ -185,3 +185,24 @@ async def test_x_headers_come_in_on_the_endpoint_and_go_out_on_the_invite(tmp_pa
             "endpoint.customHeaders"
             in refused.json()["requestError"]["serviceException"]["validationErrors"]
         )
+
+
+async def test_no_common_codec_is_refused_both_ways(tmp_path: Path):
+    """An INVITE offering only G.729 gets 488 and raises no event; a callee answering with a
+    codec we did not offer is hung up and its call FAILED with NO_COMMON_CODEC."""
+    async with running_world(tmp_path) as world:
+        await world.static_trunk(source_hosts=["127.0.0.1"])
+        refused = await run_sipp(
+            "uac_g729_only", tmp_path, remote=world.remote, options=["-s", DID]
+        )
+        refused.assert_ok()
+        assert world.recorder.events() == []
+
+        async with Sipp("uas_answer_g729", tmp_path) as callee:
+            trunk = await world.static_trunk(destination_hosts=[f"127.0.0.1:{callee.port}"])
+            call_id = await world.dial(trunk["id"])
+            answer = await callee.wait()
+        answer.assert_ok()
+        events = await world.sequence(call_id)
+    assert [e["type"] for e in events] == ["CALL_STARTED", "CALL_RINGING", "CALL_FAILED"]
+    assert outcome(events) == ("FAILED", "NO_COMMON_CODEC", "PLATFORM")

@@ -215,8 +215,7 @@ class SipTrunkAdapter:
         leg_id = self._legs.get(id(session))
         if leg_id is None:
             return
-        if status == 183 and body:
-            self._apply_answer(leg_id, body)
+        if status == 183 and body and self._apply_answer(leg_id, body):
             self._control.on_early_media(leg_id)
         elif status in (180, 181, 182, 183):
             self._control.on_ringing(leg_id)
@@ -226,8 +225,10 @@ class SipTrunkAdapter:
         if leg_id is None:
             return
         late_offer = session.invite is not None and not session.invite.body
-        if body and (not session.is_uas or late_offer):
-            self._apply_answer(leg_id, body)  # their answer: in the 200 (UAC) or the ACK
+        # Their answer: in the 200 (we called) or in the ACK (we offered in our 200).
+        if body and (not session.is_uas or late_offer) and not self._apply_answer(leg_id, body):
+            self._fail_media(leg_id)
+            return
         self._control.on_answered(leg_id)
 
     def on_ended(self, session: InviteSession, status: int, reason: str, by_remote: bool) -> None:
@@ -301,8 +302,10 @@ class SipTrunkAdapter:
     ) -> None:
         """An acceptable INVITE becomes an inbound leg on the configuration of its number."""
         if request.body:
-            try:
-                sdp.parse_sdp(request.body)
+            try:  # a dry run of our answer: an offer we cannot take is refused before a leg
+                offer = sdp.parse_sdp(request.body)
+                probe = sdp.SessionState(self._media.address)
+                sdp.answer(offer, self._media.address, 9, sdp.DEFAULT_CODECS, session=probe)
             except sdp.SdpError as error:
                 session.reject(488, "Not Acceptable Here", {"Warning": f'399 gateway "{error}"'})
                 return
@@ -380,15 +383,18 @@ class SipTrunkAdapter:
             session=self._state(leg_id),
         )
 
-    def _apply_answer(self, leg_id: str, body: bytes) -> None:
-        """The far end answered our offer: send it what it chose, where it said."""
+    def _apply_answer(self, leg_id: str, body: bytes) -> bool:
+        """The far end answered our offer: send it what it chose, where it said. False when
+        the answer is unusable (a codec we did not offer, no audio)."""
         port, offer = self._media.get(leg_id), self._state(leg_id).last_sent
         if port is None or offer is None:
-            return
+            return True
         try:
             port.use(sdp.apply_answer(offer, sdp.parse_sdp(body)))
         except (sdp.SdpError, LookupError) as error:
             log.warning("call %s: unusable SDP answer: %s", leg_id, error)
+            return False
+        return True
 
     async def _answer_sdp(self, leg_id: str, session: InviteSession) -> bytes:
         await self._media.open(leg_id)
@@ -412,6 +418,16 @@ class SipTrunkAdapter:
         )
         port.use(negotiated)
         return answer.serialize()
+
+    def _fail_media(self, leg_id: str) -> None:
+        """The far end answered with media we cannot use: end the call, say why."""
+        session = self._sessions.pop(leg_id, None)
+        if session is None:
+            return
+        self._legs.pop(id(session), None)
+        self._forget_media(leg_id)
+        session.bye()
+        self._control.on_ended(leg_id, errors.NO_COMMON_CODEC, HangupSource.PLATFORM)
 
     def _forget_media(self, leg_id: str) -> None:
         self._sdp.pop(leg_id, None)

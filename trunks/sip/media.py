@@ -36,6 +36,7 @@ class RtpMediaPort:
         self._up: Resampler | None = None
         self._down: Resampler | None = None
         self.telephone_event: int | None = None
+        self._sending = True
 
     def use(self, negotiated: NegotiatedMedia, expected_ip: str | None = None) -> None:
         """Offer/answer agreed: this codec, to this address (symmetric RTP may correct it)."""
@@ -50,6 +51,7 @@ class RtpMediaPort:
             self._up = Resampler(NARROWBAND, rate) if rate != NARROWBAND else None
             self._down = Resampler(rate, NARROWBAND) if rate != NARROWBAND else None
         self._audio_pt = offered.payload_type
+        self._sending = negotiated.direction in ("sendrecv", "sendonly")  # not while held
         self.telephone_event = negotiated.telephone_event
         self.session.payload_type = offered.payload_type
         self.session.set_remote(negotiated.remote_rtp, expected_ip=expected_ip)
@@ -74,6 +76,8 @@ class RtpMediaPort:
 
     def write(self, samples: np.ndarray) -> None:
         if self._encoder is None or self._codec is None or self.session.remote is None:
+            return
+        if not self._sending:
             return
         if self._up is not None:
             samples = self._up.process(samples)
