@@ -53,4 +53,5 @@ certs/server.pem:
 
 # Benchmarks print tables; they are not tests. See bench/*.py for what each measures.
 bench-sip: venv
+	$(BIN)/pip install -q '.[bench]'
 	$(BIN)/python bench/sip_bench.py $(BENCH_ARGS)

@@ -44,8 +44,9 @@ def free_port() -> int:
 class AnsweringApp:
     """The voice app under load: answers every CALL_RECEIVED through the Calls API."""
 
-    def __init__(self, api: httpx.AsyncClient) -> None:
+    def __init__(self, api: httpx.AsyncClient, dialog_trunk: str | None = None) -> None:
         self.api = api
+        self.dialog_trunk = dialog_trunk  # B2BUA run: a dialog to this trunk instead of answering
         self.port = 0
         self.answered = 0
         self.errors = 0
@@ -103,8 +104,13 @@ class AnsweringApp:
             task.add_done_callback(self._tasks.discard)
 
     async def _answer(self, call_id: str) -> None:
-        response = await self.api.post(f"/calls/1/calls/{call_id}/answer", json={})
-        if response.status_code == 200:
+        if self.dialog_trunk is None:
+            response = await self.api.post(f"/calls/1/calls/{call_id}/answer", json={})
+        else:
+            endpoint = {"type": "SIP", "username": "uas", "sipTrunkId": self.dialog_trunk}
+            body = {"parentCallId": call_id, "childCallRequest": {"endpoint": endpoint}}
+            response = await self.api.post("/calls/1/dialogs", json=body)
+        if response.status_code in (200, 201):
             self.answered += 1
         else:
             self.errors += 1
@@ -141,16 +147,22 @@ def start_gateway(
     raise SystemExit("the gateway did not start")
 
 
-async def configure(api: httpx.AsyncClient, app_port: int) -> None:
+async def configure(api: httpx.AsyncClient, app_port: int, uas_port: int | None) -> str:
+    """The app's configuration, number, trunk (with the UAS as its destination in a B2BUA
+    run) and subscription; returns the trunk id."""
+    trunk: dict[str, object] = {
+        "type": "STATIC",
+        "name": "sipp",
+        "channelLimit": 1000,
+        "billingPackage": {"packageType": "METERED"},
+        "sourceHosts": ["127.0.0.1"],
+    }
+    if uas_port is not None:
+        trunk["destinationHosts"] = [f"127.0.0.1:{uas_port}"]
     steps = [
         ("POST", "/calls/1/configurations", {"id": "bench"}),
         ("PUT", f"/gateway/1/numbers/{DID}", {"callsConfigurationId": "bench"}),
-        (
-            "POST",
-            "/calls/1/sip-trunks",
-            {"type": "STATIC", "name": "sipp", "channelLimit": 1000,
-             "billingPackage": {"packageType": "METERED"}, "sourceHosts": ["127.0.0.1"]},
-        ),
+        ("POST", "/calls/1/sip-trunks", trunk),
         (
             "POST",
             "/subscriptions/1/subscription/VOICE_VIDEO",
@@ -160,9 +172,13 @@ async def configure(api: httpx.AsyncClient, app_port: int) -> None:
                          "webhook": {"notifyUrl": f"http://127.0.0.1:{app_port}/events"}}},
         ),
     ]  # fmt: skip
+    trunk_id = ""
     for method, path, body in steps:
         response = await api.request(method, path, json=body)
         response.raise_for_status()
+        if path == "/calls/1/sip-trunks":
+            trunk_id = response.json()["id"]
+    return trunk_id
 
 
 async def run_step(
@@ -204,7 +220,9 @@ def _rtd_ms(stats: dict[str, str]) -> float:
     return ((h * 60 + m) * 60 + s) * 1000 + us / 1000
 
 
-async def bench(rates: list[int], seconds: int, hold_ms: int, profile_top: int) -> int:
+async def bench(
+    rates: list[int], seconds: int, hold_ms: int, profile_top: int, with_b2bua: bool
+) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-sip-"))
     results: list[dict[str, float]] = []
     best = 0
@@ -213,12 +231,17 @@ async def bench(rates: list[int], seconds: int, hold_ms: int, profile_top: int) 
         _print_table(results, best, hold_ms)
         if best and profile_top:
             await _profile(work, best, seconds, hold_ms, profile_top)
+        if with_b2bua:
+            figures = await b2bua(rates, seconds, hold_ms, work)
+            print("\nB2BUA: highest rate with zero failed calls")
+            for name, (top, _) in figures.items():
+                print(f"  {name:8s} {top} calls/s")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return 0 if best else 1
 
 
-async def _session(work: Path, profile: Path | None):
+async def _session(work: Path, profile: Path | None, uas_port: int | None = None):
     http_port, sip_port = free_port(), free_port()
     data = work / f"data-{time.monotonic_ns()}"
     gateway = start_gateway(data, http_port, sip_port, profile)
@@ -230,7 +253,9 @@ async def _session(work: Path, profile: Path | None):
     )
     app = AnsweringApp(api)
     await app.start()
-    await configure(api, app.port)
+    trunk_id = await configure(api, app.port, uas_port)
+    if uas_port is not None:
+        app.dialog_trunk = trunk_id
     return gateway, api, app, sip_port
 
 
@@ -243,19 +268,88 @@ async def _close(gateway: subprocess.Popen, api: httpx.AsyncClient, app: Answeri
 
 async def _ramp(work: Path, rates: list[int], seconds: int, hold_ms: int, results: list) -> int:
     gateway, api, app, sip_port = await _session(work, None)
-    best = 0
     try:
-        for rate in rates:
-            result = await run_step(sip_port, rate, seconds, hold_ms, work)
-            results.append(result)
-            ok, calls, failed = result["ok"], result["calls"], result["failed"]
-            print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed", flush=True)
-            if result["failed"] or result["ok"] < result["calls"]:
-                break
-            best = rate
+        return await _ramp_to(sip_port, work, rates, seconds, hold_ms, results)
     finally:
         await _close(gateway, api, app)
+
+
+async def _ramp_to(
+    port: int, work: Path, rates: list[int], seconds: int, hold_ms: int, results: list
+) -> int:
+    """Raise the rate until a step has a failed call; the last rate with none."""
+    best = 0
+    for rate in rates:
+        result = await run_step(port, rate, seconds, hold_ms, work)
+        results.append(result)
+        ok, calls, failed = result["ok"], result["calls"], result["failed"]
+        print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed", flush=True)
+        if result["failed"] or result["ok"] < result["calls"]:
+            break
+        best = rate
     return best
+
+
+async def start_uas() -> tuple[asyncio.subprocess.Process, int]:
+    """A SIPp UAS (its built-in scenario: 180, 200, waits for the BYE) as the callee."""
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin", "-bg",
+        "-timeout", "900", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    await process.wait()  # -bg: SIPp forks into the background and prints its pid
+    return process, port
+
+
+def stop_uas(port: int) -> None:
+    subprocess.run(["pkill", "-f", f"sipp -sn uas -i 127.0.0.1 -p {port} "], check=False)
+
+
+async def b2bua(rates: list[int], seconds: int, hold_ms: int, work: Path) -> dict[str, tuple]:
+    """SIPp UAC → B2BUA → SIPp UAS: the gateway (a dialog per call, through the Calls API
+    loop) and, in the same run, the sippy B2BUA (signalling only)."""
+    figures: dict[str, tuple] = {}
+    _, uas_port = await start_uas()
+    try:
+        gateway, api, app, sip_port = await _session(work, None, uas_port)
+        results: list[dict[str, float]] = []
+        try:
+            print("\ngateway B2BUA (dialog to a SIP callee, media anchored):", flush=True)
+            best = await _ramp_to(sip_port, work, rates, seconds, hold_ms, results)
+        finally:
+            await _close(gateway, api, app)
+        figures["gateway"] = (best, results)
+        sippy = _start_sippy(uas_port)
+        if sippy is None:
+            print("\nsippy is not installed (make bench-sip installs it): no peer figure")
+            return figures
+        port, process = sippy
+        results = []
+        try:
+            print("\nsippy B2BUA (b2bua_simple, signalling only):", flush=True)
+            best = await _ramp_to(port, work, rates, seconds, hold_ms, results)
+        finally:
+            process.terminate()
+            process.wait(timeout=10)
+        figures["sippy"] = (best, results)
+    finally:
+        stop_uas(uas_port)
+    return figures
+
+
+def _start_sippy(next_hop: int) -> tuple[int, subprocess.Popen] | None:
+    try:
+        import sippy  # noqa: F401 - only to know it is there
+    except ImportError:
+        return None
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sippy.b2bua_simple", "-f", "-l", "127.0.0.1", "-p", str(port),
+         "-n", f"127.0.0.1:{next_hop}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # b2bua_simple prints nothing when it listens; give it a moment
+    return port, process
 
 
 def _print_table(results: list[dict[str, float]], best: int, hold_ms: int) -> None:
@@ -298,6 +392,7 @@ def main() -> None:
         "--rates", default="10,20,40,60,80,100,130,160,200", help="calls per second, ramped"
     )
     parser.add_argument("--seconds", type=int, default=10, help="how long each rate runs")
+    parser.add_argument("--no-b2bua", action="store_true", help="skip the B2BUA and sippy runs")
     parser.add_argument(
         "--hold-ms", type=int, default=1000, help="how long each call lasts once answered"
     )
@@ -306,7 +401,8 @@ def main() -> None:
     if shutil.which("sipp") is None:
         raise SystemExit("sipp is not installed (Debian package sip-tester; `make system-deps`)")
     rates = [int(r) for r in args.rates.split(",")]
-    sys.exit(asyncio.run(bench(rates, args.seconds, args.hold_ms, args.profile_top)))
+    with_b2bua = not args.no_b2bua
+    sys.exit(asyncio.run(bench(rates, args.seconds, args.hold_ms, args.profile_top, with_b2bua)))
 
 
 if __name__ == "__main__":
