@@ -12,6 +12,7 @@ never asks which kind it has.
 from __future__ import annotations
 
 import fractions
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import Protocol
 
@@ -38,7 +39,7 @@ class Decoder(Protocol):
         ...
 
 
-class Codec:
+class Codec(ABC):
     """An RTP audio format: what the SDP names, and how to turn frames into payloads."""
 
     name: str
@@ -52,11 +53,11 @@ class Codec:
         """RTP timestamp ticks per 20 ms frame (G.722 ticks at 8 kHz while sampling at 16)."""
         return samples_per_frame(self.clock_rate)
 
-    def new_encoder(self) -> Encoder:
-        raise NotImplementedError
+    @abstractmethod
+    def new_encoder(self) -> Encoder: ...
 
-    def new_decoder(self) -> Decoder:
-        raise NotImplementedError
+    @abstractmethod
+    def new_decoder(self) -> Decoder: ...
 
     def encode_batch(
         self, frames: np.ndarray, encoders: Sequence[Encoder] | None = None

@@ -8,8 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Connection, MetaData, create_engine, event
+from sqlalchemy import Connection, MetaData, Table, create_engine, event, func, select
+from sqlalchemy.dialects.sqlite import Insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
 
 metadata = MetaData()
@@ -42,3 +46,42 @@ class Database:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """SQLite keeps no zone: every time in a table is naive UTC."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def stored_time(value: str | None) -> datetime | None:
+    """A time kept as ISO text in a JSON document."""
+    return datetime.fromisoformat(value) if value else None
+
+
+def upsert_statement(table: Table, key: str = "id") -> Insert:
+    """Insert-or-update by ``key``, built once: constructing it costs more than running it."""
+    statement = sqlite_insert(table)
+    return statement.on_conflict_do_update(
+        index_elements=[table.c[key]],
+        set_={c.name: statement.excluded[c.name] for c in table.c if c.name != key},
+    )
+
+
+def equal_to(values: dict[Any, Any]) -> list[Any]:
+    """``column == value`` for every filter that was given (not None)."""
+    return [column == value for column, value in values.items() if value is not None]
+
+
+def newest_first(
+    conn: Connection, table: Table, conditions: list[Any], offset: int, limit: int
+) -> tuple[list[Any], int]:
+    """One page of rows matching ``conditions``, newest ``start_time`` first, and the total."""
+    total = conn.execute(select(func.count()).select_from(table).where(*conditions)).scalar_one()
+    rows = conn.execute(
+        select(table)
+        .where(*conditions)
+        .order_by(table.c.start_time.desc(), table.c.id)
+        .offset(offset)
+        .limit(limit)
+    ).all()
+    return list(rows), total

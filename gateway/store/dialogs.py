@@ -6,8 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Column, DateTime, Index, String, Table, Text, select
 
 from gateway.core import errors
 from gateway.core.dialogs import (
@@ -17,8 +16,15 @@ from gateway.core.dialogs import (
     DialogState,
     Propagation,
 )
-from gateway.store.db import Database, metadata
-from gateway.store.legs import _naive, _time
+from gateway.store.db import (
+    Database,
+    equal_to,
+    metadata,
+    naive_utc,
+    newest_first,
+    stored_time,
+    upsert_statement,
+)
 
 dialogs_table = Table(
     "dialogs",
@@ -65,8 +71,8 @@ def _row(dialog: Dialog) -> dict[str, Any]:
         "state": dialog.state.value,
         "parent_call_id": dialog.parent_call_id,
         "child_call_id": dialog.child_call_id,
-        "start_time": _naive(dialog.start_time),
-        "end_time": _naive(dialog.end_time) if dialog.end_time else None,
+        "start_time": naive_utc(dialog.start_time),
+        "end_time": naive_utc(dialog.end_time) if dialog.end_time else None,
         "document": _document(dialog),
     }
 
@@ -85,23 +91,14 @@ def _dialog(row: Any) -> Dialog:
             doc["childCallHangup"], doc["childCallRinging"], doc["ringbackGeneration"]
         ),
         max_duration=doc["maxDuration"],
-        establish_time=_time(doc.get("establishTime")),
-        end_time=_time(doc.get("endTime")),
+        establish_time=stored_time(doc.get("establishTime")),
+        end_time=stored_time(doc.get("endTime")),
         error_code=errors.BY_NAME[doc["errorCode"]] if doc.get("errorCode") else None,
         hangup_source=DialogHangupSource(doc["hangupSource"]) if doc.get("hangupSource") else None,
     )
 
 
-def _upsert():
-    """Built once: constructing the statement costs more than running it."""
-    statement = sqlite_insert(dialogs_table)
-    return statement.on_conflict_do_update(
-        index_elements=[dialogs_table.c.id],
-        set_={c.name: statement.excluded[c.name] for c in dialogs_table.c if c.name != "id"},
-    )
-
-
-_UPSERT = _upsert()
+_UPSERT = upsert_statement(dialogs_table)
 
 
 class SqlDialogStore:
@@ -128,26 +125,17 @@ class SqlDialogStore:
             t.parent_call_id: query.parent_call_id,
             t.child_call_id: query.child_call_id,
         }
-        conditions = [column == value for column, value in equal.items() if value is not None]
+        conditions = equal_to(equal)
         if query.start_time_after is not None:
-            conditions.append(t.start_time > _naive(query.start_time_after))
+            conditions.append(t.start_time > naive_utc(query.start_time_after))
         if query.end_time_before is not None:
-            conditions.append(t.end_time < _naive(query.end_time_before))
+            conditions.append(t.end_time < naive_utc(query.end_time_before))
         if query.ended is True:
             conditions.append(t.state.in_(_FINAL_STATES))
         elif query.ended is False:
             conditions.append(t.state.not_in(_FINAL_STATES))
         with self._db.begin() as conn:
-            total = conn.execute(
-                select(func.count()).select_from(dialogs_table).where(*conditions)
-            ).scalar_one()
-            rows = conn.execute(
-                select(dialogs_table)
-                .where(*conditions)
-                .order_by(t.start_time.desc(), t.id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = newest_first(conn, dialogs_table, conditions, offset, limit)
         return [_dialog(row) for row in rows], total
 
     def unfinished(self) -> list[Dialog]:

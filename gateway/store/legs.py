@@ -6,13 +6,20 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Column, DateTime, Index, String, Table, Text, select
 
 from gateway.core import errors
 from gateway.core.leg import Direction, HangupSource, Leg, LegState
 from gateway.core.query import LegQuery
-from gateway.store.db import Database, metadata
+from gateway.store.db import (
+    Database,
+    equal_to,
+    metadata,
+    naive_utc,
+    newest_first,
+    stored_time,
+    upsert_statement,
+)
 
 legs_table = Table(
     "legs",
@@ -35,15 +42,6 @@ legs_table = Table(
 )
 
 _FINAL_STATES = [state.value for state in LegState if state.is_final]
-
-
-def _naive(moment: datetime) -> datetime:
-    """SQLite keeps no zone: every time in the table is naive UTC."""
-    return moment.astimezone(UTC).replace(tzinfo=None)
-
-
-def _time(value: str | None) -> datetime | None:
-    return datetime.fromisoformat(value) if value else None
 
 
 def _document(leg: Leg) -> str:
@@ -79,7 +77,7 @@ def _row(leg: Leg) -> dict[str, Any]:
         "to": leg.to,
         "direction": leg.direction.value,
         "state": leg.state.value,
-        "start_time": _naive(leg.start_time),
+        "start_time": naive_utc(leg.start_time),
         "conference_id": leg.conference_id,
         "dialog_id": leg.dialog_id,
         "bulk_id": leg.bulk_id,
@@ -111,23 +109,14 @@ def _leg(row: Any) -> Leg:
         max_duration=doc.get("maxDuration"),
         muted=doc.get("muted", False),
         deaf=doc.get("deaf", False),
-        answer_time=_time(doc.get("answerTime")),
-        end_time=_time(doc.get("endTime")),
+        answer_time=stored_time(doc.get("answerTime")),
+        end_time=stored_time(doc.get("endTime")),
         error_code=errors.BY_NAME[doc["errorCode"]] if doc.get("errorCode") else None,
         hangup_source=HangupSource(doc["hangupSource"]) if doc.get("hangupSource") else None,
     )
 
 
-def _upsert():
-    """Built once: constructing the statement costs more than running it."""
-    statement = sqlite_insert(legs_table)
-    return statement.on_conflict_do_update(
-        index_elements=[legs_table.c.id],
-        set_={c.name: statement.excluded[c.name] for c in legs_table.c if c.name != "id"},
-    )
-
-
-_UPSERT = _upsert()
+_UPSERT = upsert_statement(legs_table)
 
 
 class SqlLegStore:
@@ -160,26 +149,17 @@ class SqlLegStore:
             t.dialog_id: query.dialog_id,
             t.bulk_id: query.bulk_id,
         }
-        conditions = [column == value for column, value in equal.items() if value is not None]
+        conditions = equal_to(equal)
         if query.start_time_after is not None:
-            conditions.append(t.start_time > _naive(query.start_time_after))
+            conditions.append(t.start_time > naive_utc(query.start_time_after))
         if query.start_time_before is not None:
-            conditions.append(t.start_time < _naive(query.start_time_before))
+            conditions.append(t.start_time < naive_utc(query.start_time_before))
         if query.ended is True:
             conditions.append(t.state.in_(_FINAL_STATES))
         elif query.ended is False:
             conditions.append(t.state.not_in(_FINAL_STATES))
         with self._db.begin() as conn:
-            total = conn.execute(
-                select(func.count()).select_from(legs_table).where(*conditions)
-            ).scalar_one()
-            rows = conn.execute(
-                select(legs_table)
-                .where(*conditions)
-                .order_by(t.start_time.desc(), t.id)
-                .offset(offset)
-                .limit(limit)
-            ).all()
+            rows, total = newest_first(conn, legs_table, conditions, offset, limit)
         return [_leg(row) for row in rows], total
 
     def unfinished(self) -> list[Leg]:
