@@ -77,7 +77,11 @@ class Account:
         return f"<sip:{self.user}@{self.registrar};transport={self.transport}>;" + ";".join(params)
 
 
-def write_config(directory: Path, account: Account, sip_port: int, ctrl_port: int) -> None:
+def write_config(
+    directory: Path, account: Account, sip_port: int, ctrl_port: int, record: bool = False
+) -> None:
+    """``record``: the sndfile module writes what each call sent and received as WAV files
+    (``*-dec.wav`` is what baresip heard) into the ``recordings`` folder beside the config."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "poll_method": "epoll",
@@ -95,8 +99,13 @@ def write_config(directory: Path, account: Account, sip_port: int, ctrl_port: in
         "module_path": str(MODULES),
         "ctrl_tcp_listen": f"127.0.0.1:{ctrl_port}",
     }
+    modules = ["g711", "aubridge"]
+    if record:
+        (directory / "recordings").mkdir(exist_ok=True)
+        config["snd_path"] = str(directory / "recordings")
+        modules.append("sndfile")
     lines = [f"{name}\t{value}" for name, value in config.items()]
-    lines += [f"module\t{name}.so" for name in ("g711", "aubridge")]
+    lines += [f"module\t{name}.so" for name in modules]
     lines += [f"module_tmp\t{name}.so" for name in ("uuid", "account")]
     # menu registers the commands (dial, hangup, accept, reginfo) that ctrl_tcp runs.
     lines += [f"module_app\t{name}.so" for name in ("menu", "ctrl_tcp")]
@@ -131,12 +140,17 @@ class Baresip:
     @classmethod
     @contextlib.asynccontextmanager
     async def start(
-        cls, directory: Path, account: Account, timeout: float = 10, run_for: int = 120
+        cls,
+        directory: Path,
+        account: Account,
+        timeout: float = 10,
+        run_for: int = 120,
+        record: bool = False,
     ) -> AsyncIterator[Baresip]:
         if BARESIP is None:
             raise BaresipError("baresip is not on PATH")
         sip_port, ctrl_port = free_sip_port(), free_port()
-        write_config(directory, account, sip_port, ctrl_port)
+        write_config(directory, account, sip_port, ctrl_port, record)
         process = await asyncio.create_subprocess_exec(
             BARESIP,
             "-f",

@@ -12,6 +12,7 @@ ignores the challenges it does not support). So these tests challenge with MD5 a
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +23,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.testing.app import prepare_app
+from gateway.testing.audio import dominant_frequency, read_wav
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.conftest import API_KEY, fast_settings
 from tests.sip.baresip import BARESIP, Account, Baresip
@@ -202,3 +204,32 @@ async def test_inbound_call_rejected_busy_by_api(world: World, phone: Baresip):
     log = call_log(events)
     assert (log["state"], log["errorCode"]["name"]) == ("BUSY", "BUSY")
     assert "answerTime" not in log
+
+
+async def test_baresip_hears_the_simulated_caller_through_a_dialog(world: World):
+    """A simulated caller dials our number; the app puts it in a dialog with baresip, which
+    auto-answers and records what it hears (sndfile): the caller's 1000 Hz tone, over RTP."""
+    async with Baresip.start(world.tmp_path / "listener", world.account, record=True) as phone:
+        await phone.wait_registered()
+        placed = await world.api.post("/pstn/1/calls", json={"from": "15557654321", "to": DID})
+        caller = placed.json()["callId"]
+        await world.api.put(f"/pstn/1/calls/{caller}/source",
+                            json={"type": "tone", "frequency": 1000})  # fmt: skip
+        endpoint = {"type": "SIP", "username": world.account.user, "sipTrunkId": world.trunk["id"]}
+        created = await world.api.post(
+            "/calls/1/dialogs",
+            json={"parentCallId": caller, "childCallRequest": {"endpoint": endpoint}},
+        )
+        assert created.status_code == 201, created.text
+        await phone.wait_event("CALL_ESTABLISHED")
+        ticks = world.gateway.media.ticks
+        async with asyncio.timeout(10):
+            while world.gateway.media.ticks < ticks + 75:  # 1.5 s of audio
+                await asyncio.sleep(0.02)
+        await world.api.post(f"/calls/1/dialogs/{created.json()['id']}/hangup")
+        await phone.wait_event("CALL_CLOSED")
+    recordings = sorted((world.tmp_path / "listener" / "recordings").glob("*-dec.wav"))
+    assert recordings, "baresip recorded nothing"
+    pcm, rate = read_wav(recordings[-1])
+    tail = pcm[-rate:]  # the last second: the bridge is up by then
+    assert abs(dominant_frequency(tail, rate) - 1000) < 10
