@@ -17,11 +17,13 @@ from gateway.api.app import create_api
 from gateway.api.auth import ApiKeyAuth
 from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
+from gateway.core.conferences import ConferenceControl
 from gateway.core.dialogs import DialogControl
 from gateway.media.metrics import SessionRegistry
 from gateway.media.plane import MediaPlane
 from gateway.settings import Settings
 from gateway.store import Database
+from gateway.store.conferences import SqlConferenceStore
 from gateway.store.configurations import CallsConfiguration, ConfigurationStore, Did, DidStore
 from gateway.store.dialogs import SqlDialogStore
 from gateway.store.legs import SqlLegStore
@@ -68,6 +70,7 @@ class Gateway:
     dialogs: DialogControl
     media: MediaPlane
     rtp_sessions: SessionRegistry
+    conferences: ConferenceControl
     api: FastAPI | None = None
 
     @classmethod
@@ -84,6 +87,14 @@ class Gateway:
         bridges = MediaBridges(calls, media)
         dialogs.on_bridge = lambda parent, child: bridges.join(parent.id, child.id)
         dialogs.on_unbridge = lambda parent, child: bridges.part(parent.id, child.id)
+        conferences = ConferenceControl(
+            calls,
+            SqlConferenceStore(db),
+            webhooks,
+            configurations,
+            media,
+            dialog_open=lambda dialog_id: not dialogs.get(dialog_id).state.is_final,
+        )
         rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []
         numbers += [
@@ -115,6 +126,7 @@ class Gateway:
             dialogs,
             media,
             rtp_sessions,
+            conferences,
         )
         routers = [pstn_router, sip_trunks_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
@@ -127,12 +139,16 @@ class Gateway:
         ended = self.dialogs.recover()
         if ended:
             log.warning("ended %d dialogs left open by the previous run", ended)
+        ended = self.conferences.recover()
+        if ended:
+            log.warning("finished %d conferences left open by the previous run", ended)
         await self.webhooks.start()
         await self.sip.start()
 
     async def stop(self) -> None:
         await self.pstn.close()
         await self.dialogs.close()  # stops propagating; ending the calls below ends the dialogs
+        await self.conferences.close()  # likewise: the calls' ends finish the conferences
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
         await self.sip.stop()
         self.media.close()

@@ -9,7 +9,15 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.responses import PlainTextResponse
 
 from gateway import __version__
-from gateway.api import calls, configurations, dialogs, errors, numbers, subscriptions
+from gateway.api import (
+    calls,
+    conferences,
+    configurations,
+    dialogs,
+    errors,
+    numbers,
+    subscriptions,
+)
 from gateway.api.auth import ApiKeyAuth
 from gateway.media.metrics import render_prometheus
 
@@ -43,6 +51,7 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
         configurations.router,
         calls.router,
         dialogs.router,
+        conferences.router,
         subscriptions.router,
         numbers.router,
         *extra_routers,

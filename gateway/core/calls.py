@@ -155,6 +155,15 @@ class CallControl:
             live.leg.dialog_id = dialog_id
             self._store.save(live.leg)
 
+    def join_conference(self, leg_id: str, conference_id: str | None) -> None:
+        """Mark a live leg as in a conference (or in none); its log keeps every conference."""
+        live = self._live.get(leg_id)
+        if live is not None:
+            live.leg.conference_id = conference_id
+            if conference_id is not None and conference_id not in live.leg.conference_ids:
+                live.leg.conference_ids.append(conference_id)
+            self._store.save(live.leg)
+
     @property
     def live_count(self) -> int:
         return len(self._live)

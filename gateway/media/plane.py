@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,12 +25,17 @@ TICK = FRAME_MS / 1000
 
 @dataclass(eq=False)
 class Bridge:
-    """Ports that hear each other; ``deaf`` ports hear nothing, ``muted`` ones are not heard."""
+    """Ports that hear each other; ``deaf`` ports hear silence, ``muted`` ones are not heard.
+
+    ``on_frames`` sees the frames read each tick (one row per port, in ``ports`` order), so
+    that talk detection needs no second read of the ports.
+    """
 
     ports: list[MediaPort] = field(default_factory=list)
     muted: set[int] = field(default_factory=set)  # id(port)
     deaf: set[int] = field(default_factory=set)
     sample_rate: int = NARROWBAND
+    on_frames: Callable[[np.ndarray], None] | None = None
 
     def add(self, port: MediaPort) -> None:
         if port not in self.ports:
@@ -50,13 +56,14 @@ class Bridge:
             samples = port.read()
             if samples is not None and len(samples) == size:
                 frames[row] = samples
+        if self.on_frames is not None:
+            self.on_frames(frames)
         gains = None
         if self.muted:
             gains = np.array([0 if id(p) in self.muted else 1 for p in self.ports], np.int32)
         heard = mix_minus(frames, gains)
         for row, port in enumerate(self.ports):
-            if id(port) not in self.deaf:
-                port.write(heard[row])
+            port.write(heard[row] if id(port) not in self.deaf else np.zeros_like(heard[row]))
 
 
 class MediaPlane:
