@@ -335,6 +335,12 @@ async def test_bad_requests(app: ConferenceApp):
     await app.add(other, live)
     taken = await app.api.put(f"{CONFERENCES}/{conference_id}/call/{live}")
     assert taken.status_code == 400 and other in error_of(taken)["text"]
+    in_conference = await app.api.post(
+        "/calls/1/dialogs",
+        json={"parentCallId": live, "childCallRequest": {
+            "endpoint": {"type": "PHONE", "phoneNumber": ANSWERS}, "from": "441134960999"}},
+    )  # fmt: skip
+    assert in_conference.status_code == 400 and other in error_of(in_conference)["text"]
     twice = await app.api.post("/calls/1/connect", json={"callIds": [live, live]})
     assert twice.status_code == 400
     unknown = await app.api.post("/calls/1/connect", json={"callIds": ["nope", live]})

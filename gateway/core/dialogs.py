@@ -452,7 +452,8 @@ class DialogControl:
     # -- internals ------------------------------------------------------------------------
 
     def _free_leg(self, leg_id: str, role: str) -> Leg:
-        """A live call in no open dialog (CallNotFound if there is no such call)."""
+        """A live call in no open dialog or conference (CallNotFound if there is no such
+        call)."""
         leg = self._calls.get(leg_id)
         if self._calls.live(leg_id) is None:
             raise WrongState(
@@ -462,6 +463,8 @@ class DialogControl:
         active = self._by_leg.get(leg_id)
         if active is not None:
             raise WrongState(f"Call {leg_id!r} is already in dialog {active.dialog.id!r}.")
+        if leg.conference_id is not None:  # set while the call takes part in a conference
+            raise WrongState(f"Call {leg_id!r} is in conference {leg.conference_id!r}.")
         return leg
 
     def _new_dialog(
