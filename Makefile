@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # espeak-ng and sox make speech for simulated phones.
 SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox
 
-.PHONY: run test lint system-deps venv clean certs bench-sip
+.PHONY: run test lint system-deps venv clean certs bench-sip bench-media
 
 run: venv certs
 	$(BIN)/gateway serve
@@ -53,5 +53,9 @@ certs/server.pem:
 
 # Benchmarks print tables; they are not tests. See bench/*.py for what each measures.
 bench-sip: venv
-	$(BIN)/pip install -q '.[bench]'
+	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/sip_bench.py $(BENCH_ARGS)
+
+# Media: calls relayed, mixed and conferenced by the media plane, and rtpengine's userspace relay.
+bench-media: venv
+	$(BIN)/python bench/media_bench.py $(BENCH_ARGS)
