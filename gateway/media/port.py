@@ -3,7 +3,7 @@ and takes the frames it should hear. Simulated phones, RTP legs and players all 
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -18,3 +18,12 @@ class MediaPort(Protocol):
     def write(self, samples: np.ndarray) -> None:
         """20 ms the endpoint hears (int16 at ``sample_rate``)."""
         ...
+
+
+@runtime_checkable
+class RelayablePort(MediaPort, Protocol):
+    """A port that can forward its packets to a like port without decoding (RTP legs)."""
+
+    def relay_with(self, other: object) -> bool: ...
+
+    def stop_relay(self) -> None: ...

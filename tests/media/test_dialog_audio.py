@@ -30,6 +30,28 @@ async def run_ticks(gateway: Gateway, count: int) -> None:
             await asyncio.sleep(0.02)
 
 
+def rtp_packets(metrics: str) -> dict[str, float]:
+    """``gateway_rtp_packets_total`` by its labels, from the /metrics page."""
+    return {
+        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
+        for line in metrics.splitlines()
+        if line.startswith("gateway_rtp_packets_total{")
+    }
+
+
+async def echoed(api: httpx.AsyncClient, parent: str, child: str) -> dict[str, float]:
+    """Wait until a second of packets went in at the caller and came back from the callee."""
+    async with asyncio.timeout(10):
+        while True:
+            packets = rtp_packets((await api.get("/metrics")).text)
+            if (
+                min(packets.get(f'call_id="{leg}",direction="in"', 0) for leg in (parent, child))
+                > 50
+            ):
+                return packets
+            await asyncio.sleep(0.05)
+
+
 async def heard(api: httpx.AsyncClient, call_id: str, last_seconds: float) -> np.ndarray:
     pcm, rate = read_wav((await api.get(f"/pstn/1/calls/{call_id}/heard")).content)
     assert rate == 8000
@@ -94,10 +116,39 @@ async def test_rtp_from_a_sip_caller_reaches_a_simulated_phone(tmp_path: Path):
         result.assert_ok()
         at_phone = await heard(world.api, child, 1.0)
     assert abs(dominant_frequency(at_phone, 8000) - 440) < 5
-    packets = {
-        line.split("{")[1].split("}")[0]: float(line.rsplit(" ", 1)[1])
-        for line in metrics.splitlines()
-        if line.startswith("gateway_rtp_packets_total{")
-    }
+    packets = rtp_packets(metrics)
     assert packets[f'call_id="{parent}",direction="in"'] > 50
     assert packets[f'call_id="{parent}",direction="out"'] > 50
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+async def test_two_sip_legs_with_one_codec_are_relayed_without_the_mixer(tmp_path: Path):
+    """SIPp calls in and streams PCMU; the app makes a dialog to a SIPp callee that echoes
+    RTP back (-rtp_echo). Both legs agreed on PCMU, so the gateway forwards packets as they
+    are: no bridge in the media plane, and the counters show the stream going through."""
+    echo = Sipp("uas_answer", tmp_path, timeout=20, options=["-rtp_echo"])
+    async with running_world(tmp_path) as world, echo as callee:
+        trunk = await world.static_trunk(
+            source_hosts=["127.0.0.1"], destination_hosts=[f"127.0.0.1:{callee.port}"]
+        )
+        caller = Sipp(
+            "uac_rtp_stream", tmp_path, remote=world.remote, timeout=20, options=["-s", SIP_DID]
+        )
+        (caller.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 3.0)).tobytes())
+        async with caller:
+            parent = await caller.guard(world.received())
+            endpoint = {"type": "SIP", "username": "bob", "sipTrunkId": trunk["id"]}
+            body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
+            created = await world.api.post("/calls/1/dialogs", json=body)
+            assert created.status_code == 201, created.text
+            child = created.json()["childCall"]["id"]
+            await caller.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent))
+            assert not world.gateway.media.bridges  # relayed, not mixed
+            packets = await caller.guard(echoed(world.api, parent, child))
+            (await caller.wait()).assert_ok()
+        (await callee.wait()).assert_ok()
+    relayed_in = packets[f'call_id="{parent}",direction="in"']
+    assert relayed_in > 50
+    assert packets[f'call_id="{child}",direction="out"'] >= relayed_in - 2  # forwarded as is
+    assert packets[f'call_id="{child}",direction="in"'] > 50  # the callee's echo came back
+    assert packets[f'call_id="{parent}",direction="out"'] > 50  # and went on to the caller

@@ -56,6 +56,24 @@ class RtpMediaPort:
         self.session.payload_type = offered.payload_type
         self.session.set_remote(negotiated.remote_rtp, expected_ip=expected_ip)
 
+    def relay_with(self, other: object) -> bool:
+        """Forward RTP both ways without decoding when both legs agreed on the same audio and
+        telephone-event payload types: the cheapest path that keeps the gateway in the
+        media path. False when the legs differ (they must be mixed instead)."""
+        if not isinstance(other, RtpMediaPort) or self._codec is None or other._codec is None:
+            return False
+        mine = (self._codec.name, self._audio_pt, self.telephone_event)
+        if mine != (other._codec.name, other._audio_pt, other.telephone_event):
+            return False
+        for port, peer in ((self, other), (other, self)):
+            port.session.on_packet = None  # nothing to decode while relaying
+            port.session.on_datagram = peer.session.send_raw
+        return True
+
+    def stop_relay(self) -> None:
+        self.session.on_datagram = None
+        self.session.on_packet = self.on_packet
+
     def on_packet(self, header: RtpHeader, payload: bytes) -> None:
         """The session's per-packet callback: audio into the jitter buffer, nothing else."""
         if header.payload_type == self._audio_pt:
