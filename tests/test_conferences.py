@@ -100,15 +100,10 @@ class ConferenceApp(App):
 @pytest.fixture
 async def app(api: httpx.AsyncClient) -> AsyncIterator[ConferenceApp]:
     async with WebhookRecorder() as recorder:
+        events = [*CALL_EVENTS, *CONFERENCE_EVENTS]
         await prepare_app(
-            api, recorder.url, CONFIG, numbers=[DID], events=[*CALL_EVENTS, *CONFERENCE_EVENTS]
+            api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=NUMBERS
         )
-        for number, (behaviour, options) in NUMBERS.items():
-            added = await api.post(
-                "/pstn/1/numbers",
-                json={"number": number, "behaviour": behaviour, "options": options},
-            )
-            assert added.status_code == 201, added.text
         yield ConferenceApp(api, recorder)
 
 

@@ -115,15 +115,10 @@ class App:
 @pytest.fixture
 async def app(api: httpx.AsyncClient) -> AsyncIterator[App]:
     async with WebhookRecorder() as recorder:
+        events = [*CALL_EVENTS, *DIALOG_EVENTS]
         await prepare_app(
-            api, recorder.url, CONFIG, numbers=[DID], events=[*CALL_EVENTS, *DIALOG_EVENTS]
+            api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=NUMBERS
         )
-        for number, (behaviour, options) in NUMBERS.items():
-            added = await api.post(
-                "/pstn/1/numbers",
-                json={"number": number, "behaviour": behaviour, "options": options},
-            )
-            assert added.status_code == 201, added.text
         yield App(api, recorder)
 
 

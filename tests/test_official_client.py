@@ -89,15 +89,15 @@ async def world(served_gateway):
             )
             assert (created.id, created.name) == ("e2e-config", "End to end")
             # The configuration came from the official client; the rest is the gateway's own.
+            phones = {number: (kind, options) for number, kind, options in NUMBERS.values()}
             await prepare_app(
-                http, recorder.url, created.id, numbers=[DID], create_configuration=False
+                http,
+                recorder.url,
+                created.id,
+                numbers=[DID],
+                create_configuration=False,
+                simulated=phones,
             )
-            for number, behaviour, options in NUMBERS.values():
-                added = await http.post(
-                    "/pstn/1/numbers",
-                    json={"number": number, "behaviour": behaviour, "options": options},
-                )
-                assert added.status_code == 201, added.text
             yield World(calls, http, recorder, created.id)
 
 

@@ -23,7 +23,9 @@ from gateway.store.db import (
     metadata,
     naive_utc,
     newest_first,
+    row_by_id,
     stored_time,
+    time_range,
     upsert_statement,
 )
 
@@ -129,9 +131,8 @@ class SqlConferenceStore:
                 conn.execute(_ADD_CALL, calls)
 
     def get(self, conference_id: str) -> Conference | None:
-        t = conferences_table
         with self._db.begin() as conn:
-            row = conn.execute(select(t).where(t.c.id == conference_id)).first()
+            row = row_by_id(conn, conferences_table, conference_id)
         return _conference(row) if row else None
 
     def query(
@@ -149,10 +150,9 @@ class SqlConferenceStore:
             calls = conference_calls_table.c
             with_call = select(calls.conference_id).where(calls.call_id == query.call_id)
             conditions.append(t.id.in_(with_call))
-        if query.start_time_after is not None:
-            conditions.append(t.start_time > naive_utc(query.start_time_after))
-        if query.end_time_before is not None:
-            conditions.append(t.end_time < naive_utc(query.end_time_before))
+        conditions += time_range(
+            t.start_time, query.start_time_after, t.end_time, query.end_time_before
+        )
         if query.ended is True:
             conditions.append(t.end_time.is_not(None))
         elif query.ended is False:

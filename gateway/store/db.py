@@ -85,3 +85,20 @@ def newest_first(
         .limit(limit)
     ).all()
     return list(rows), total
+
+
+def row_by_id(conn: Connection, table: Table, ident: str) -> Any:
+    """The row whose ``id`` is ``ident``, or None."""
+    return conn.execute(select(table).where(table.c.id == ident)).first()
+
+
+def time_range(
+    after_column: Any, after: datetime | None, before_column: Any, before: datetime | None
+) -> list[Any]:
+    """``after_column > after`` and ``before_column < before``, for the bounds given."""
+    conditions = []
+    if after is not None:
+        conditions.append(after_column > naive_utc(after))
+    if before is not None:
+        conditions.append(before_column < naive_utc(before))
+    return conditions

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text, select
+from sqlalchemy import Column, DateTime, Index, String, Table, Text
 
 from gateway.core import errors
 from gateway.core.dialogs import (
@@ -22,7 +22,9 @@ from gateway.store.db import (
     metadata,
     naive_utc,
     newest_first,
+    row_by_id,
     stored_time,
+    time_range,
     upsert_statement,
 )
 
@@ -113,7 +115,7 @@ class SqlDialogStore:
 
     def get(self, dialog_id: str) -> Dialog | None:
         with self._db.begin() as conn:
-            row = conn.execute(select(dialogs_table).where(dialogs_table.c.id == dialog_id)).first()
+            row = row_by_id(conn, dialogs_table, dialog_id)
         return _dialog(row) if row else None
 
     def query(self, query: DialogQuery, offset: int, limit: int) -> tuple[list[Dialog], int]:
@@ -126,10 +128,9 @@ class SqlDialogStore:
             t.child_call_id: query.child_call_id,
         }
         conditions = equal_to(equal)
-        if query.start_time_after is not None:
-            conditions.append(t.start_time > naive_utc(query.start_time_after))
-        if query.end_time_before is not None:
-            conditions.append(t.end_time < naive_utc(query.end_time_before))
+        conditions += time_range(
+            t.start_time, query.start_time_after, t.end_time, query.end_time_before
+        )
         if query.ended is True:
             conditions.append(t.state.in_(_FINAL_STATES))
         elif query.ended is False:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Index, String, Table, Text, select
+from sqlalchemy import Column, DateTime, Index, String, Table, Text
 
 from gateway.core import errors
 from gateway.core.leg import Direction, HangupSource, Leg, LegState
@@ -17,7 +17,9 @@ from gateway.store.db import (
     metadata,
     naive_utc,
     newest_first,
+    row_by_id,
     stored_time,
+    time_range,
     upsert_statement,
 )
 
@@ -131,7 +133,7 @@ class SqlLegStore:
 
     def get(self, leg_id: str) -> Leg | None:
         with self._db.begin() as conn:
-            row = conn.execute(select(legs_table).where(legs_table.c.id == leg_id)).first()
+            row = row_by_id(conn, legs_table, leg_id)
         return _leg(row) if row else None
 
     def query(self, query: LegQuery, offset: int, limit: int) -> tuple[list[Leg], int]:
@@ -150,10 +152,9 @@ class SqlLegStore:
             t.bulk_id: query.bulk_id,
         }
         conditions = equal_to(equal)
-        if query.start_time_after is not None:
-            conditions.append(t.start_time > naive_utc(query.start_time_after))
-        if query.start_time_before is not None:
-            conditions.append(t.start_time < naive_utc(query.start_time_before))
+        conditions += time_range(
+            t.start_time, query.start_time_after, t.start_time, query.start_time_before
+        )
         if query.ended is True:
             conditions.append(t.state.in_(_FINAL_STATES))
         elif query.ended is False:

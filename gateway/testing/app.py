@@ -8,7 +8,8 @@ that ring it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import httpx
 
@@ -26,8 +27,10 @@ async def prepare_app(
     numbers: Iterable[str] = (),
     events: Iterable[str] = CALL_EVENTS,
     create_configuration: bool = True,
+    simulated: Mapping[str, tuple[str, Mapping[str, Any]]] | None = None,
 ) -> None:
-    """Create (unless it exists already) the configuration, subscribe, link the numbers."""
+    """Create (unless it exists already) the configuration, subscribe, link the numbers, and
+    add ``simulated`` phones to the simulated PSTN (``{number: (behaviour, options)}``)."""
     if create_configuration:
         created = await api.post("/calls/1/configurations", json={"id": config_id})
         assert created.status_code == 201, created.text
@@ -45,3 +48,7 @@ async def prepare_app(
             f"/gateway/1/numbers/{number}", json={"callsConfigurationId": config_id}
         )
         assert linked.status_code == 200, linked.text
+    for number, (behaviour, options) in (simulated or {}).items():
+        body = {"number": number, "behaviour": behaviour, "options": dict(options)}
+        added = await api.post("/pstn/1/numbers", json=body)
+        assert added.status_code == 201, added.text
