@@ -1,58 +1,285 @@
-"""Joining the audio of live legs: relayed packet for packet when both are RTP legs with the
-same payload types, mixed through the media plane otherwise. The core decides who hears whom;
-the media plane moves the frames; the adapters' media ports are where audio comes and goes."""
+"""Joining the audio of live legs, by the cheapest path that serves what is asked of it.
+
+For two legs in a dialog, the ladder of the architecture: **bypass** (both endpoints speak RTP
+with the same codec and payload types and nothing needs the audio: each endpoint is re-INVITEd
+to send straight to the other, and the gateway carries only signalling), **relay** (RTP legs
+with the same payload types: packets forwarded without decoding; also the path while bypass is
+being set up or torn down) and **mix** (the media plane decodes, mixes N-1 and encodes).
+
+A *tap* (a recorder) needs the audio: a tapped leg is mixed, with its dialog partner if it has
+one, alone otherwise, and a bypassed pair is re-anchored first (re-INVITEs back to the
+gateway). When the last tap goes, the pair drops back to bypass. The core decides who hears
+whom; the media plane moves the frames; the adapters' media ports are where audio comes and
+goes, and their ``redirect_media`` is how an endpoint is told where to send.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
 
-from gateway.core.calls import CallControl
-from gateway.core.leg import Leg
+import numpy as np
+
+from gateway.core.calls import MEDIA_CHANGED, CallControl
+from gateway.core.leg import Leg, LegState
+from gateway.core.ports import MediaRedirectFailed
 from gateway.media.plane import Bridge, MediaPlane
-from gateway.media.port import RelayablePort
+from gateway.media.port import MediaPort, NativeMedia, RelayablePort
 
 log = logging.getLogger(__name__)
 
+# Sees each tick's frames of the legs it taps: one row per leg, in the order of ``legs``.
+FrameTap = Callable[[Sequence[str], np.ndarray], None]
+
+
+class MediaPath(StrEnum):
+    BYPASS = "bypass"
+    RELAY = "relay"
+    MIX = "mix"
+
+
+@dataclass(eq=False)
+class _Group:
+    """Legs that hear each other (a dialog's two), or one tapped leg on its own."""
+
+    legs: tuple[str, ...]
+    path: MediaPath | None = None
+    bridge: Bridge | None = None
+    relay: list[RelayablePort] = field(default_factory=list)
+    # Where each endpoint sends its RTP when not to the gateway: the other's native media.
+    redirected: dict[str, NativeMedia] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+    again: bool = False  # asked to re-pick while the endpoints were being moved
+    no_bypass: bool = False  # an endpoint refused to be moved: stay in the path
+
 
 class MediaBridges:
-    def __init__(self, calls: CallControl, plane: MediaPlane) -> None:
+    def __init__(self, calls: CallControl, plane: MediaPlane, bypass: bool = True) -> None:
         self._calls = calls
         self._plane = plane
-        self._bridges: dict[frozenset[str], Bridge] = {}
-        self._relays: dict[frozenset[str], list[RelayablePort]] = {}
+        self.bypass = bypass
+        self._groups: dict[frozenset[str], _Group] = {}
+        self._taps: dict[str, list[FrameTap]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         calls.observe(self._on_event)
+
+    # -- what the core asks -----------------------------------------------------------------
+
+    def join(self, *leg_ids: str) -> bool:
+        """Let two legs hear each other (idempotent: called again when a leg's media changes,
+        it re-picks the path). False when a leg has no media port (yet)."""
+        if any(self._calls.media_port(leg_id) is None for leg_id in leg_ids):
+            log.info("legs %s: no media port on every leg, audio not bridged", sorted(leg_ids))
+            return False
+        key = frozenset(leg_ids)
+        group = self._groups.get(key)
+        if group is None:
+            for leg_id in leg_ids:  # a tapped leg was alone: it now joins its partner
+                self._dissolve(frozenset((leg_id,)))
+            group = self._groups[key] = _Group(tuple(leg_ids))
+        self._repick(group)
+        return True
+
+    def part(self, *leg_ids: str) -> None:
+        """The legs stop hearing each other. An endpoint still live that was sending to the
+        other is brought back to the gateway; a leg still tapped keeps its audio alone."""
+        group = self._dissolve(frozenset(leg_ids))
+        if group is None:
+            return
+        for leg_id in group.legs:
+            if self._calls.live(leg_id) is None:
+                continue
+            if leg_id in group.redirected:
+                self._track(self._anchor(leg_id))
+            if self._taps.get(leg_id):
+                self._solo(leg_id)
+
+    def part_all(self, leg_id: str) -> None:
+        """A leg ended: every bridge or relay it was in is dissolved, its taps dropped."""
+        self._taps.pop(leg_id, None)
+        for key in [key for key in self._groups if leg_id in key]:
+            self.part(*key)
+
+    def tap(self, leg_id: str, tap: FrameTap) -> bool:
+        """Give ``tap`` the audio of the leg and of whoever it hears, from the next tick on
+        (after a re-anchoring, when the leg was bypassed). False when the leg has no media."""
+        if self._calls.media_port(leg_id) is None:
+            return False
+        self._taps.setdefault(leg_id, []).append(tap)
+        group = self._group_of(leg_id)
+        if group is None:
+            self._solo(leg_id)
+        else:
+            self._repick(group)
+        return True
+
+    def untap(self, leg_id: str, tap: FrameTap) -> None:
+        taps = self._taps.get(leg_id, [])
+        if tap in taps:
+            taps.remove(tap)
+        if not taps:
+            self._taps.pop(leg_id, None)
+        group = self._group_of(leg_id)
+        if group is None:
+            return
+        if len(group.legs) == 1 and not taps:
+            self._dissolve(frozenset(group.legs))
+        else:
+            self._repick(group)
+
+    def path(self, *leg_ids: str) -> MediaPath | None:
+        """The path the legs' audio takes now (None: not joined)."""
+        group = self._groups.get(frozenset(leg_ids))
+        return group.path if group is not None else None
+
+    async def settled(self) -> None:
+        """Wait until no endpoint is being moved (tests, shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- reacting to the legs ---------------------------------------------------------------
 
     def _on_event(self, leg: Leg, event: str) -> None:
         if event in ("CALL_FINISHED", "CALL_FAILED"):
             self.part_all(leg.id)
+        elif event in (MEDIA_CHANGED, "CALL_ESTABLISHED"):
+            group = self._group_of(leg.id)
+            if group is not None and len(group.legs) == 2:
+                self._repick(group)
 
-    def join(self, *leg_ids: str) -> bool:
-        """Let the legs hear each other: two legs that can relay (RTP legs with the same
-        payload types) forward packets without decoding; others are mixed by the media plane.
-        False when a leg has no media port (yet)."""
-        key = frozenset(leg_ids)
-        if key in self._bridges or key in self._relays:
-            return True
-        ports = [self._calls.media_port(leg_id) for leg_id in leg_ids]
+    # -- choosing and building the path -----------------------------------------------------
+
+    def _group_of(self, leg_id: str) -> _Group | None:
+        for key, group in self._groups.items():
+            if leg_id in key:
+                return group
+        return None
+
+    def _solo(self, leg_id: str) -> None:
+        group = self._groups[frozenset((leg_id,))] = _Group((leg_id,))
+        self._repick(group)
+
+    def _dissolve(self, key: frozenset[str]) -> _Group | None:
+        group = self._groups.pop(key, None)
+        if group is not None:
+            if group.bridge is not None:
+                self._plane.dissolve(group.bridge)
+                group.bridge = None
+            self._stop_relay(group)
+        return group
+
+    def _tapped(self, group: _Group) -> list[FrameTap]:
+        return [tap for leg_id in group.legs for tap in self._taps.get(leg_id, [])]
+
+    def _wanted(self, group: _Group, ports: list[MediaPort]) -> MediaPath:
+        if self._tapped(group) or len(ports) != 2:
+            return MediaPath.MIX
+        first, second = ports
+        if not (isinstance(first, RelayablePort) and first.can_relay_with(second)):
+            return MediaPath.MIX
+        if self.bypass and not group.no_bypass and self._bypassable(group):
+            return MediaPath.BYPASS
+        return MediaPath.RELAY
+
+    def _bypassable(self, group: _Group) -> bool:
+        legs = [self._calls.live(leg_id) for leg_id in group.legs]
+        if any(leg is None or leg.state is not LegState.ESTABLISHED for leg in legs):
+            return False  # early media stays anchored: bypass needs both answered
+        first, second = (self._calls.native_media(leg_id) for leg_id in group.legs)
+        return first is not None and second is not None and first.can_bypass_with(second)
+
+    def _repick(self, group: _Group) -> None:
+        if group.task is not None:
+            group.again = True  # the endpoints are being moved: look again when they are
+            return
+        ports = [self._calls.media_port(leg_id) for leg_id in group.legs]
         if any(port is None for port in ports):
-            log.info("legs %s: no media port on every leg, audio not bridged", sorted(key))
-            return False
-        first = ports[0]
-        if len(ports) == 2 and isinstance(first, RelayablePort) and first.relay_with(ports[1]):
-            self._relays[key] = [first, ports[1]]  # type: ignore[list-item]
-            return True
-        self._bridges[key] = self._plane.bridge(*ports)  # type: ignore[arg-type]
-        return True
+            return
+        wanted = self._wanted(group, ports)  # type: ignore[arg-type]
+        if wanted is MediaPath.MIX:
+            self._mix(group, ports)  # type: ignore[arg-type]
+        else:  # relay also carries the audio while the endpoints move to and from bypass
+            self._relay(group, ports)  # type: ignore[arg-type]
+        desired: dict[str, NativeMedia] = {}
+        if wanted is MediaPath.BYPASS:
+            first, second = group.legs
+            desired = {first: self._native(second), second: self._native(first)}
+        if desired != group.redirected:
+            group.task = self._track(self._move(group, desired))
+        elif desired:
+            group.path = MediaPath.BYPASS
 
-    def part(self, *leg_ids: str) -> None:
-        key = frozenset(leg_ids)
-        bridge = self._bridges.pop(key, None)
-        if bridge is not None:
-            self._plane.dissolve(bridge)
-        for port in self._relays.pop(key, []):
+    def _native(self, leg_id: str) -> NativeMedia:
+        native = self._calls.native_media(leg_id)
+        assert native is not None  # checked by _bypassable
+        return native
+
+    def _mix(self, group: _Group, ports: list[MediaPort]) -> None:
+        self._stop_relay(group)
+        if group.bridge is None:
+            group.bridge = self._plane.bridge(*ports)
+        legs = group.legs
+        group.bridge.taps[:] = [
+            lambda frames, tap=tap: tap(legs, frames) for tap in self._tapped(group)
+        ]
+        group.path = MediaPath.MIX
+
+    def _relay(self, group: _Group, ports: list[MediaPort]) -> None:
+        if group.bridge is not None:
+            self._plane.dissolve(group.bridge)
+            group.bridge = None
+        if not group.relay:
+            first, second = ports
+            assert isinstance(first, RelayablePort) and isinstance(second, RelayablePort)
+            first.relay_with(second)
+            group.relay = [first, second]
+        group.path = MediaPath.RELAY
+
+    def _stop_relay(self, group: _Group) -> None:
+        for port in group.relay:
             port.stop_relay()
+        group.relay = []
 
-    def part_all(self, leg_id: str) -> None:
-        """A leg ended: every bridge or relay it was in is dissolved."""
-        for key in [key for key in (*self._bridges, *self._relays) if leg_id in key]:
-            self.part(*key)
+    async def _move(self, group: _Group, desired: dict[str, NativeMedia]) -> None:
+        """Re-INVITE the endpoints: to each other (bypass) or back to the gateway. The relay
+        carries the audio meanwhile, so nothing is lost while they move."""
+        try:
+            for leg_id in group.legs:
+                target = desired.get(leg_id)
+                if group.redirected.get(leg_id) == target:
+                    continue
+                await self._calls.redirect_media(leg_id, target)
+                if target is None:
+                    group.redirected.pop(leg_id, None)
+                else:
+                    group.redirected[leg_id] = target
+            log.info("legs %s: media %s", list(group.legs), "bypassed" if desired else "anchored")
+        except MediaRedirectFailed as error:
+            log.warning("legs %s: moving media failed, staying in the path: %s", group.legs, error)
+            group.no_bypass = True
+            for leg_id in list(group.redirected):  # best effort: everyone back to the gateway
+                await self._anchor(leg_id)
+            group.redirected.clear()
+        finally:
+            group.task = None
+            group.again = False
+        if self._groups.get(frozenset(group.legs)) is group:
+            self._repick(group)
+
+    async def _anchor(self, leg_id: str) -> bool:
+        try:
+            await self._calls.redirect_media(leg_id, None)
+            return True
+        except MediaRedirectFailed as error:
+            log.warning("call %s: media could not be brought back: %s", leg_id, error)
+            return False
+
+    def _track(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task

@@ -22,17 +22,20 @@ from gateway.core.ports import (
     EventSink,
     LegAdapter,
     LegStore,
+    MediaRedirectFailed,
     NumberDirectory,
 )
 from gateway.core.query import LegQuery
 from gateway.core.views import call_event
-from gateway.media.port import MediaPort
+from gateway.media.port import MediaPort, NativeMedia
 from gateway.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
 DEFAULT_CONNECT_TIMEOUT = 60
 DEFAULT_MAX_DURATION = 28800
+# What observers see when an endpoint changed its media; never published as an event.
+MEDIA_CHANGED = "MEDIA_CHANGED"
 
 
 class CallError(Exception):
@@ -147,6 +150,19 @@ class CallControl:
         """The live leg's media port, from the adapter that carries it."""
         live = self._live.get(leg_id)
         return live.adapter.media_port(live.leg) if live is not None else None
+
+    def native_media(self, leg_id: str) -> NativeMedia | None:
+        """How the live leg's endpoint receives RTP itself (None: not an RTP endpoint)."""
+        live = self._live.get(leg_id)
+        return live.adapter.native_media(live.leg) if live is not None else None
+
+    async def redirect_media(self, leg_id: str, target: NativeMedia | None) -> NativeMedia:
+        """Point the live leg's RTP at ``target`` (bypass) or back at the gateway (None);
+        raises :class:`~gateway.core.ports.MediaRedirectFailed` when it does not take."""
+        live = self._live.get(leg_id)
+        if live is None:
+            raise MediaRedirectFailed(f"call {leg_id} has ended")
+        return await live.adapter.redirect_media(live.leg, target)
 
     def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
         """Mark a live leg as part of a dialog (or of none); later events carry the id."""
@@ -290,6 +306,14 @@ class CallControl:
             live.cancel_timer()
             if live.leg.max_duration:
                 live.timer = self._later(live.leg.max_duration, leg_id, errors.NORMAL_HANGUP)
+
+    def on_media_changed(self, leg_id: str) -> None:
+        """The endpoint changed its own media (a re-INVITE: new address, hold, codec): the
+        observers re-pick the media path. Nothing is published: the Calls API has no event."""
+        live = self._live.get(leg_id)
+        if live is not None:
+            for observer in list(self._observers):
+                observer(live.leg, MEDIA_CHANGED)
 
     def on_ended(
         self, leg_id: str, cause: ErrorCode, source: HangupSource = HangupSource.ENDPOINT

@@ -486,7 +486,7 @@ class ConferenceControl:
             return
         if room.bridge is None:
             room.bridge = self._plane.bridge()
-            room.bridge.on_frames = lambda frames: self._on_frames(room, frames)
+            room.bridge.taps.append(lambda frames: self._on_frames(room, frames))
         room.bridge.add(port)
         room.ports[participant.call_id] = port
         self._apply_media(room, participant)

@@ -12,7 +12,12 @@ if TYPE_CHECKING:
     from gateway.core.errors import ErrorCode
     from gateway.core.leg import Leg
     from gateway.core.query import LegQuery
-    from gateway.media.port import MediaPort
+    from gateway.media.port import MediaPort, NativeMedia
+
+
+class MediaRedirectFailed(Exception):
+    """The endpoint did not take the new media path (refused the re-INVITE, or no answer);
+    its media stays where it was."""
 
 
 class EventSink(Protocol):
@@ -58,6 +63,20 @@ class LegAdapter(Protocol):
 
     def media_port(self, leg: Leg) -> MediaPort | None:
         """Where the leg's audio comes and goes when the media plane is in its path."""
+        ...
+
+    def native_media(self, leg: Leg) -> NativeMedia | None:
+        """How the endpoint itself receives RTP (from its SDP), for bypass decisions; None
+        when it has no RTP of its own (a simulated phone) or has not agreed on media yet."""
+        ...
+
+    async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
+        """Re-INVITE the endpoint so that it sends its RTP to ``target`` (another endpoint:
+        bypass) or to the gateway again (None: re-anchor). Returns the endpoint's native media
+        from its answer. Raises :class:`MediaRedirectFailed` when the endpoint does not take
+        it; the leg's media then stays where it was. While a leg is redirected, re-offers from
+        its endpoint are answered pointing at the same target, and a change of the endpoint's
+        own native media is reported through ``CallControl.on_media_changed``."""
         ...
 
 

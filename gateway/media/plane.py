@@ -27,15 +27,15 @@ TICK = FRAME_MS / 1000
 class Bridge:
     """Ports that hear each other; ``deaf`` ports hear silence, ``muted`` ones are not heard.
 
-    ``on_frames`` sees the frames read each tick (one row per port, in ``ports`` order), so
-    that talk detection needs no second read of the ports.
+    Each of ``taps`` sees the frames read each tick (one row per port, in ``ports`` order), so
+    that talk detection and recording need no second read of the ports.
     """
 
     ports: list[MediaPort] = field(default_factory=list)
     muted: set[int] = field(default_factory=set)  # id(port)
     deaf: set[int] = field(default_factory=set)
     sample_rate: int = NARROWBAND
-    on_frames: Callable[[np.ndarray], None] | None = None
+    taps: list[Callable[[np.ndarray], None]] = field(default_factory=list)
 
     def add(self, port: MediaPort) -> None:
         if port not in self.ports:
@@ -56,8 +56,8 @@ class Bridge:
             samples = port.read()
             if samples is not None and len(samples) == size:
                 frames[row] = samples
-        if self.on_frames is not None:
-            self.on_frames(frames)
+        for tap in self.taps:
+            tap(frames)
         gains = None
         if self.muted:
             gains = np.array([0 if id(p) in self.muted else 1 for p in self.ports], np.int32)

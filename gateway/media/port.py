@@ -3,6 +3,7 @@ and takes the frames it should hear. Simulated phones, RTP legs and players all 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -24,6 +25,39 @@ class MediaPort(Protocol):
 class RelayablePort(MediaPort, Protocol):
     """A port that can forward its packets to a like port without decoding (RTP legs)."""
 
-    def relay_with(self, other: object) -> bool: ...
+    def can_relay_with(self, other: object) -> bool:
+        """Whether packets can pass between the two unchanged (the same payload types)."""
+        ...
+
+    def relay_with(self, other: RelayablePort) -> None:
+        """Forward packets both ways without decoding, until ``stop_relay``."""
+        ...
 
     def stop_relay(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class NativeMedia:
+    """How an endpoint itself receives RTP, as its SDP said: what another endpoint must send
+    to it directly when the gateway leaves the media path (bypass).
+
+    ``codec`` is the encoding name and clock rate (``PCMU/8000``) and ``payload_type`` the
+    number the endpoint expects for it; ``direction`` is the endpoint's own (``sendonly`` while
+    it holds the call)."""
+
+    address: str
+    port: int
+    codec: str
+    payload_type: int
+    telephone_event: int | None = None
+    ptime: int | None = None
+    direction: str = "sendrecv"
+
+    def can_bypass_with(self, other: NativeMedia) -> bool:
+        """Both endpoints can send each other RTP unchanged: the same codec under the same
+        payload types (so no packet needs rewriting), both sending and receiving."""
+        return (self.codec.lower(), self.payload_type, self.telephone_event) == (
+            other.codec.lower(),
+            other.payload_type,
+            other.telephone_event,
+        ) and self.direction == other.direction == "sendrecv"

@@ -18,6 +18,8 @@ from gateway.core.calls import CallControl, WrongState
 from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
 from gateway.core.numbering import E164
+from gateway.core.ports import MediaRedirectFailed
+from gateway.media.port import NativeMedia
 from gateway.timeutil import format_time, utcnow
 from trunks.pstn.audio import PhoneAudio, silence_frames, tone_frames
 from trunks.pstn.numbers import Behaviour, SimulatedNumber
@@ -160,6 +162,13 @@ class SimulatedPstn:
     def media_port(self, leg: Leg) -> PhoneAudio | None:
         call = self._calls.get(leg.id)
         return call.audio if call is not None else None
+
+    def native_media(self, leg: Leg) -> None:
+        """Simulated phones have no RTP of their own: they are always mixed."""
+        return None
+
+    async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
+        raise MediaRedirectFailed("a simulated phone's media cannot leave the gateway")
 
     def get_call(self, call_id: str) -> SimulatedCall:
         return self._call(call_id)

@@ -19,7 +19,8 @@ from gateway.core import errors
 from gateway.core.calls import CallControl, NotRouted
 from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
-from gateway.core.ports import LegAdapter
+from gateway.core.ports import LegAdapter, MediaRedirectFailed
+from gateway.media.port import NativeMedia
 from trunks.sip import sdp
 from trunks.sip.auth import SipAuthenticator
 from trunks.sip.dialog import peer_for
@@ -321,6 +322,12 @@ class SipTrunkAdapter:
 
     def media_port(self, leg: Leg) -> RtpMediaPort | None:
         return self._media.get(leg.id)
+
+    def native_media(self, leg: Leg) -> NativeMedia | None:
+        return None  # bypass comes with outgoing re-INVITEs
+
+    async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
+        raise MediaRedirectFailed("outgoing re-INVITEs are not there yet")
 
     def active_calls(self, trunk_id: str) -> int:
         return sum(

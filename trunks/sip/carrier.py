@@ -23,6 +23,7 @@ from trunks.sip.uri import SipUri
 
 if TYPE_CHECKING:
     from gateway.core.errors import ErrorCode
+    from gateway.media.port import NativeMedia
     from trunks.sip.adapter import SipTrunkAdapter
     from trunks.sip.media import RtpMediaPort
 
@@ -220,3 +221,9 @@ class CarrierLegs:
 
     def media_port(self, leg: Leg) -> RtpMediaPort | None:
         return self._sip.media_port(leg)
+
+    def native_media(self, leg: Leg) -> NativeMedia | None:
+        return self._sip.native_media(leg)
+
+    async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
+        return await self._sip.redirect_media(leg, target)

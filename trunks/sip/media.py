@@ -13,6 +13,7 @@ from gateway.media.codecs import Codec, codec_for
 from gateway.media.frame import NARROWBAND, AudioFrame
 from gateway.media.jitterbuffer import Concealer, JitterBuffer
 from gateway.media.metrics import SessionRegistry
+from gateway.media.port import RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
 from gateway.media.rtp import RtpHeader
@@ -56,19 +57,20 @@ class RtpMediaPort:
         self.session.payload_type = offered.payload_type
         self.session.set_remote(negotiated.remote_rtp, expected_ip=expected_ip)
 
-    def relay_with(self, other: object) -> bool:
-        """Forward RTP both ways without decoding when both legs agreed on the same audio and
-        telephone-event payload types: the cheapest path that keeps the gateway in the
+    def can_relay_with(self, other: object) -> bool:
+        """Both legs agreed on the same audio and telephone-event payload types, so packets
+        can be forwarded without decoding: the cheapest path that keeps the gateway in the
         media path. False when the legs differ (they must be mixed instead)."""
         if not isinstance(other, RtpMediaPort) or self._codec is None or other._codec is None:
             return False
         mine = (self._codec.name, self._audio_pt, self.telephone_event)
-        if mine != (other._codec.name, other._audio_pt, other.telephone_event):
-            return False
+        return mine == (other._codec.name, other._audio_pt, other.telephone_event)
+
+    def relay_with(self, other: RelayablePort) -> None:
+        assert isinstance(other, RtpMediaPort)
         for port, peer in ((self, other), (other, self)):
             port.session.on_packet = None  # nothing to decode while relaying
             port.session.on_datagram = peer.session.send_raw
-        return True
 
     def stop_relay(self) -> None:
         self.session.on_datagram = None
