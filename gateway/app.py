@@ -71,6 +71,7 @@ class Gateway:
     media: MediaPlane
     rtp_sessions: SessionRegistry
     conferences: ConferenceControl
+    bridges: MediaBridges
     api: FastAPI | None = None
 
     @classmethod
@@ -127,6 +128,7 @@ class Gateway:
             media,
             rtp_sessions,
             conferences,
+            bridges,
         )
         routers = [pstn_router, sip_trunks_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
@@ -149,6 +151,7 @@ class Gateway:
         await self.pstn.close()
         await self.dialogs.close()  # stops propagating; ending the calls below ends the dialogs
         await self.conferences.close()  # likewise: the calls' ends finish the conferences
+        await self.bridges.settled()  # no endpoint left half-way to or from bypass
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
         await self.sip.stop()
         self.media.close()
