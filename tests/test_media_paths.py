@@ -1,0 +1,272 @@
+"""Media path selection (MediaBridges): bypass, relay or mix for a pair of legs, re-picked as
+the legs and the features that need their audio change. Adapters are stand-ins here that
+record the re-INVITEs they were asked for; the SIP tests show the same with real endpoints."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pytest
+
+from gateway.core.bridging import MediaBridges, MediaPath
+from gateway.core.calls import MEDIA_CHANGED
+from gateway.core.leg import LegState
+from gateway.core.ports import MediaRedirectFailed
+from gateway.media.plane import MediaPlane
+from gateway.media.port import NativeMedia
+
+PCMU_A = NativeMedia("127.0.0.1", 40000, "PCMU/8000", 0, 101)
+PCMU_B = NativeMedia("127.0.0.1", 40002, "PCMU/8000", 0, 101)
+
+
+class FakePort:
+    """A relayable RTP port: ``payload`` stands for the payload types it agreed on."""
+
+    sample_rate = 8000
+
+    def __init__(self, payload: str, level: int) -> None:
+        self.payload = payload
+        self.level = level
+        self.relaying_with: FakePort | None = None
+        self.heard: list[np.ndarray] = []
+
+    def read(self) -> np.ndarray:
+        return np.full(160, self.level, np.int16)
+
+    def write(self, samples: np.ndarray) -> None:
+        self.heard.append(samples)
+
+    def can_relay_with(self, other: object) -> bool:
+        return isinstance(other, FakePort) and other.payload == self.payload
+
+    def relay_with(self, other: FakePort) -> None:
+        self.relaying_with, other.relaying_with = other, self
+
+    def stop_relay(self) -> None:
+        self.relaying_with = None
+
+
+@dataclass
+class FakeLeg:
+    id: str
+    state: LegState = LegState.ESTABLISHED
+    port: FakePort = field(default_factory=lambda: FakePort("pcmu", 0))
+    native: NativeMedia | None = None
+    refuse: bool = False
+
+
+class FakeCalls:
+    """The part of CallControl that MediaBridges uses; re-INVITEs are recorded, not sent."""
+
+    def __init__(self, *legs: FakeLeg) -> None:
+        self.legs = {leg.id: leg for leg in legs}
+        self.redirects: list[tuple[str, NativeMedia | None]] = []
+        self._observers: list[Callable] = []
+
+    def observe(self, observer: Callable) -> None:
+        self._observers.append(observer)
+
+    def emit(self, leg_id: str, event: str) -> None:
+        for observer in self._observers:
+            observer(self.legs[leg_id], event)
+
+    def live(self, leg_id: str) -> FakeLeg | None:
+        leg = self.legs.get(leg_id)
+        return leg if leg is not None and not leg.state.is_final else None
+
+    def media_port(self, leg_id: str) -> FakePort | None:
+        leg = self.live(leg_id)
+        return leg.port if leg else None
+
+    def native_media(self, leg_id: str) -> NativeMedia | None:
+        leg = self.live(leg_id)
+        return leg.native if leg else None
+
+    async def redirect_media(self, leg_id: str, target: NativeMedia | None) -> NativeMedia:
+        await asyncio.sleep(0)  # a re-INVITE takes a round trip
+        leg = self.legs[leg_id]
+        if leg.refuse:
+            raise MediaRedirectFailed("488 Not Acceptable Here")
+        self.redirects.append((leg_id, target))
+        assert leg.native is not None
+        return leg.native
+
+
+@pytest.fixture
+def plane():
+    plane = MediaPlane()
+    yield plane
+    plane.close()
+
+
+def sip_pair(**b_overrides) -> tuple[FakeLeg, FakeLeg]:
+    a = FakeLeg("a", port=FakePort("pcmu", 1000), native=PCMU_A)
+    b = FakeLeg("b", port=FakePort("pcmu", 3000), native=PCMU_B)
+    for name, value in b_overrides.items():
+        setattr(b, name, value)
+    return a, b
+
+
+async def test_two_answered_rtp_endpoints_with_one_codec_are_bypassed(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    assert bridges.join("a", "b")
+    assert bridges.path("a", "b") is MediaPath.RELAY  # carries the audio while they move
+    assert a.port.relaying_with is b.port
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+    assert calls.redirects == [("a", PCMU_B), ("b", PCMU_A)]
+    assert not plane.bridges
+    bridges.join("a", "b")  # idempotent: nothing moves again
+    await bridges.settled()
+    assert len(calls.redirects) == 2
+
+
+async def test_early_media_stays_relayed_until_both_answer(plane):
+    a, b = sip_pair(state=LegState.PRE_ESTABLISHED)
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.RELAY
+    assert calls.redirects == []
+    b.state = LegState.ESTABLISHED
+    calls.emit("b", "CALL_ESTABLISHED")
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+
+
+@pytest.mark.parametrize(
+    "b_overrides, path",
+    [
+        ({"port": FakePort("pcma", 3000), "native": replace(PCMU_B, codec="PCMA/8000")}, "mix"),
+        ({"native": replace(PCMU_B, telephone_event=None)}, "relay"),
+        ({"native": None}, "relay"),  # no RTP of its own (a simulated phone would be mixed)
+        ({"native": replace(PCMU_B, direction="sendonly")}, "relay"),  # on hold
+    ],
+    ids=["different codecs", "no telephone-event", "no native media", "held"],
+)
+async def test_pairs_that_cannot_be_bypassed_stay_in_the_path(plane, b_overrides, path):
+    a, b = sip_pair(**b_overrides)
+    if path == "relay":  # same payload types on the gateway's side
+        b.port = FakePort("pcmu", 3000)
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    assert bridges.path("a", "b") == path
+    assert calls.redirects == []
+
+
+async def test_a_tap_pulls_a_bypassed_pair_back_and_releases_it_when_removed(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    seen: list[tuple[tuple[str, ...], np.ndarray]] = []
+
+    def tap(legs, frames):
+        seen.append((tuple(legs), frames.copy()))
+
+    assert bridges.tap("a", tap)
+    assert bridges.path("a", "b") is MediaPath.MIX
+    await bridges.settled()
+    assert calls.redirects[2:] == [("a", None), ("b", None)]  # re-anchored by re-INVITE
+    (bridge,) = plane.bridges
+    bridge.tick()
+    legs, frames = seen[-1]
+    assert legs == ("a", "b")
+    assert frames[:, 0].tolist() == [1000, 3000]
+    assert b.port.heard[-1][0] == 1000 and a.port.heard[-1][0] == 3000  # they still talk
+
+    bridges.untap("a", tap)
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+    assert calls.redirects[4:] == [("a", PCMU_B), ("b", PCMU_A)]
+    assert not plane.bridges
+
+
+async def test_a_refused_redirect_keeps_the_pair_in_the_path(plane):
+    a, b = sip_pair(refuse=True)
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    # a moved, b refused: a is brought back, and the pair stays relayed for good
+    assert calls.redirects == [("a", PCMU_B), ("a", None)]
+    assert bridges.path("a", "b") is MediaPath.RELAY
+    calls.emit("a", MEDIA_CHANGED)
+    await bridges.settled()
+    assert len(calls.redirects) == 2
+
+
+async def test_hold_while_bypassed_anchors_and_unhold_bypasses_again(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    a.native = replace(PCMU_A, direction="sendonly")
+    calls.emit("a", MEDIA_CHANGED)
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.RELAY
+    assert calls.redirects[2:] == [("a", None), ("b", None)]
+    a.native = PCMU_A
+    calls.emit("a", MEDIA_CHANGED)
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+
+
+async def test_a_new_address_while_bypassed_is_given_to_the_other_endpoint(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    a.native = replace(PCMU_A, port=41000)
+    calls.emit("a", MEDIA_CHANGED)
+    await bridges.settled()
+    assert calls.redirects[2:] == [("b", a.native)]
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+
+
+async def test_the_leg_left_when_a_bypassed_dialog_parts_comes_back_to_the_gateway(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    b.state = LegState.FINISHED
+    calls.emit("b", "CALL_FINISHED")
+    await bridges.settled()
+    assert calls.redirects[2:] == [("a", None)]
+    assert bridges.path("a", "b") is None
+
+
+async def test_a_tapped_leg_alone_is_mixed_alone_and_joins_its_partner_later(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    seen: list[tuple[str, ...]] = []
+    bridges.tap("a", lambda legs, frames: seen.append(tuple(legs)))
+    (alone,) = plane.bridges
+    alone.tick()
+    assert seen == [("a",)]
+    bridges.join("a", "b")
+    (pair,) = plane.bridges
+    assert pair is not alone
+    pair.tick()
+    assert seen[-1] == ("a", "b")
+    assert bridges.path("a", "b") is MediaPath.MIX
+    await bridges.settled()
+    assert calls.redirects == []  # never bypassed while tapped
+    b.state = LegState.FINISHED
+    calls.emit("b", "CALL_FINISHED")
+    (alone_again,) = plane.bridges  # the tap keeps hearing a
+    alone_again.tick()
+    assert seen[-1] == ("a",)
