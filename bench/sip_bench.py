@@ -182,11 +182,11 @@ async def configure(api: httpx.AsyncClient, app_port: int, uas_port: int | None)
 
 
 async def run_step(
-    sip_port: int, rate: int, seconds: int, hold_ms: int, work: Path
+    sip_port: int, rate: int, seconds: int, hold_ms: int, work: Path, scenario: str = "uac_hold"
 ) -> dict[str, float]:
     calls = rate * seconds
     process = await asyncio.create_subprocess_exec(
-        "sipp", f"127.0.0.1:{sip_port}", "-sf", str(HERE / "uac_hold.xml"), "-s", DID,
+        "sipp", f"127.0.0.1:{sip_port}", "-sf", str(HERE / f"{scenario}.xml"), "-s", DID,
         "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
         "-r", str(rate), "-m", str(calls), "-l", str(rate * (hold_ms // 1000 + 3)),
         "-d", str(hold_ms), "-nostdin", "-timeout", str(seconds + 30), "-timeout_error",
@@ -275,12 +275,18 @@ async def _ramp(work: Path, rates: list[int], seconds: int, hold_ms: int, result
 
 
 async def _ramp_to(
-    port: int, work: Path, rates: list[int], seconds: int, hold_ms: int, results: list
+    port: int,
+    work: Path,
+    rates: list[int],
+    seconds: int,
+    hold_ms: int,
+    results: list,
+    scenario: str = "uac_hold",
 ) -> int:
     """Raise the rate until a step has a failed call; the last rate with none."""
     best = 0
     for rate in rates:
-        result = await run_step(port, rate, seconds, hold_ms, work)
+        result = await run_step(port, rate, seconds, hold_ms, work, scenario)
         results.append(result)
         ok, calls, failed = result["ok"], result["calls"], result["failed"]
         print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed", flush=True)
@@ -291,10 +297,11 @@ async def _ramp_to(
 
 
 async def start_uas() -> tuple[asyncio.subprocess.Process, int]:
-    """A SIPp UAS (its built-in scenario: 180, 200, waits for the BYE) as the callee."""
+    """A SIPp UAS as the callee: 180, 200, answers re-INVITEs, waits for the BYE."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
-        "sipp", "-sn", "uas", "-i", "127.0.0.1", "-p", str(port), "-nostdin", "-bg",
+        "sipp", "-sf", str(HERE / "uas_bypass.xml"), "-i", "127.0.0.1", "-p", str(port),
+        "-nostdin", "-bg",
         "-timeout", "900", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await process.wait()  # -bg: SIPp forks into the background and prints its pid
@@ -302,7 +309,7 @@ async def start_uas() -> tuple[asyncio.subprocess.Process, int]:
 
 
 def stop_uas(port: int) -> None:
-    subprocess.run(["pkill", "-f", f"sipp -sn uas -i 127.0.0.1 -p {port} "], check=False)
+    subprocess.run(["pkill", "-f", f"uas_bypass.xml -i 127.0.0.1 -p {port} "], check=False)
 
 
 async def b2bua(rates: list[int], seconds: int, hold_ms: int, work: Path) -> dict[str, tuple]:
@@ -314,8 +321,8 @@ async def b2bua(rates: list[int], seconds: int, hold_ms: int, work: Path) -> dic
         gateway, api, app, sip_port = await _session(work, None, uas_port)
         results: list[dict[str, float]] = []
         try:
-            print("\ngateway B2BUA (dialog to a SIP callee, media anchored):", flush=True)
-            best = await _ramp_to(sip_port, work, rates, seconds, hold_ms, results)
+            print("\ngateway B2BUA (dialog to a SIP callee, media bypassed):", flush=True)
+            best = await _ramp_to(sip_port, work, rates, seconds, hold_ms, results, "uac_bypass")
         finally:
             await _close(gateway, api, app)
         figures["gateway"] = (best, results)
