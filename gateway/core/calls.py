@@ -36,6 +36,10 @@ DEFAULT_CONNECT_TIMEOUT = 60
 DEFAULT_MAX_DURATION = 28800
 # What observers see when an endpoint changed its media; never published as an event.
 MEDIA_CHANGED = "MEDIA_CHANGED"
+# What ``observe_before`` observers see, never published either: the leg has ended (its final
+# event comes next), or it has just been put in a conference (it is saved next).
+ENDING = "ENDING"
+JOINING_CONFERENCE = "JOINING_CONFERENCE"
 
 
 class CallError(Exception):
@@ -107,12 +111,19 @@ class CallControl:
         self._live: dict[str, _Live] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Leg, str], None]] = []
+        self._before: list[Callable[[Leg, str], None]] = []
 
     # -- wiring ---------------------------------------------------------------------------
 
     def observe(self, observer: Callable[[Leg, str], None]) -> None:
         """Call ``observer(leg, event_type)`` after each event of every leg (dialogs, bridges)."""
         self._observers.append(observer)
+
+    def observe_before(self, observer: Callable[[Leg, str], None]) -> None:
+        """Call ``observer(leg, change)`` before a change is saved and published (ENDING or
+        JOINING_CONFERENCE): what the leg carries, a recording, ends before the leg's final
+        event, as the event sequences want."""
+        self._before.append(observer)
 
     def register(self, adapter: LegAdapter) -> None:
         """Add an adapter; of several for one endpoint type, the first that serves an endpoint
@@ -176,6 +187,8 @@ class CallControl:
         live = self._live.get(leg_id)
         if live is not None:
             live.leg.conference_id = conference_id
+            if conference_id is not None:
+                self._tell_before(live.leg, JOINING_CONFERENCE)
             if conference_id is not None and conference_id not in live.leg.conference_ids:
                 live.leg.conference_ids.append(conference_id)
             self._store.save(live.leg)
@@ -324,6 +337,7 @@ class CallControl:
             return
         live.cancel_timer()
         live.leg.end(cause, source, self._clock())
+        self._tell_before(live.leg, ENDING)
         event = "CALL_FINISHED" if live.leg.state is LegState.FINISHED else "CALL_FAILED"
         self._record(live.leg, event)
 
@@ -373,6 +387,10 @@ class CallControl:
         self._sink.publish(call_event(event, leg, self._clock()), order_key(leg))
         for observer in list(self._observers):
             observer(leg, event)
+
+    def _tell_before(self, leg: Leg, change: str) -> None:
+        for observer in list(self._before):
+            observer(leg, change)
 
     def _advance(self, leg_id: str, state: LegState, event: str) -> _Live | None:
         live = self._live.get(leg_id)
