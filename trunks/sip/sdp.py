@@ -148,7 +148,8 @@ class NegotiatedMedia:
     """What the media plane needs after offer/answer.
 
     ``codec`` is the remote's entry (its payload type and fmtp bind what we send);
-    ``direction`` is ours; ``remote_rtcp`` is where to send RTCP (the RTP address when muxed).
+    ``direction`` is ours, ``remote_direction`` the remote's own as its SDP declared it (hold
+    folded in); ``remote_rtcp`` is where to send RTCP (the RTP address when muxed).
     """
 
     codec: Codec
@@ -158,6 +159,7 @@ class NegotiatedMedia:
     direction: Direction
     ptime: int | None
     rtcp_mux: bool = False
+    remote_direction: Direction = "sendrecv"
 
 
 # --- parsing and writing -------------------------------------------------------------------
@@ -351,13 +353,23 @@ class SessionState:
 
     def stamp(self, sdp: SessionDescription) -> SessionDescription:
         """Give ``sdp`` our o= line, bumping the version only if it differs from the last."""
+        return self.commit(self.propose(sdp))
+
+    def propose(self, sdp: SessionDescription) -> SessionDescription:
+        """``sdp`` with the o= line it would be sent with, the state left as it is: an offer
+        whose answer may never come (a re-INVITE refused) must not move the version."""
+        version = self.version
         if self.last_sent is not None and replace(sdp, origin=self.last_sent.origin) != (
             self.last_sent
         ):
-            self.version += 1
-        origin = Origin(self.username, self.session_id, self.version, self.address)
-        self.last_sent = replace(sdp, origin=origin)
-        return self.last_sent
+            version += 1
+        return replace(sdp, origin=Origin(self.username, self.session_id, version, self.address))
+
+    def commit(self, sdp: SessionDescription) -> SessionDescription:
+        """``sdp`` (from :meth:`propose`) was sent: it is the last, its version the current."""
+        self.version = sdp.origin.version
+        self.last_sent = sdp
+        return sdp
 
     def hold(self, direction: Direction = "sendonly") -> SessionDescription:
         """A re-offer of our last SDP putting the audio on hold (inactive if they hold us too)."""
@@ -387,6 +399,23 @@ def make_offer(
     rtcp_mux: bool = False,
 ) -> SessionDescription:
     """An initial offer (or a re-offer) with one RTP/AVP audio stream."""
+    return session.commit(
+        propose_offer(address, port, codecs, ptime, direction, session=session, rtcp_mux=rtcp_mux)
+    )
+
+
+def propose_offer(
+    address: str,
+    port: int,
+    codecs: Sequence[Codec],
+    ptime: int | None = 20,
+    direction: Direction = "sendrecv",
+    *,
+    session: SessionState,
+    rtcp_mux: bool = False,
+) -> SessionDescription:
+    """Like :func:`make_offer`, but not committed to ``session``: a re-INVITE's offer, which
+    counts only once its answer came (:meth:`SessionState.commit`)."""
     if all(codec.is_auxiliary for codec in codecs):
         raise SdpError("an offer needs at least one voice codec")
     media = MediaDescription(
@@ -399,7 +428,7 @@ def make_offer(
         direction=direction,
         rtcp_mux=rtcp_mux,
     )
-    return session.stamp(_our_session(session, address, media))
+    return session.propose(_our_session(session, address, media))
 
 
 def answer(
@@ -411,9 +440,11 @@ def answer(
     session: SessionState,
     transports: Sequence[str] = ("RTP/AVP",),
     rtcp_mux: bool = False,
+    direction: Direction = "sendrecv",
 ) -> tuple[SessionDescription, NegotiatedMedia]:
     """Answer per RFC 3264 §6: same m-lines in the same order, the first usable audio stream
     accepted and every other one rejected with port 0 (our media plane carries one stream).
+    ``direction`` is what the answerer would do at most (a bypassed endpoint's partner's own).
 
     The accepted stream lists the common codecs in the offerer's order with the offerer's
     payload types, plus telephone-event if both do it. Raises :class:`NoCommonCodec` if no
@@ -424,7 +455,7 @@ def answer(
     for offered in offer.media:
         accepted = None
         if negotiated is None and offered.port and offered.kind == "audio":
-            accepted = _accept(offered, address, port, supported, transports, rtcp_mux)
+            accepted = _accept(offered, address, port, supported, transports, rtcp_mux, direction)
         if accepted is None:
             answered.append(_rejected(offered, address))
             continue
@@ -474,6 +505,7 @@ def _accept(
     supported: Sequence[Codec],
     transports: Sequence[str],
     rtcp_mux: bool,
+    most: Direction,
 ) -> tuple[MediaDescription, NegotiatedMedia] | None:
     if offered.transport.upper() not in {t.upper() for t in transports}:
         return None
@@ -492,7 +524,7 @@ def _accept(
         for codec in common
         if codec.name.lower() != "telephone-event" or codec.payload_type == event
     )
-    direction = _agreed("sendrecv", offered.effective_direction)
+    direction = _agreed(most, offered.effective_direction)
     mux = rtcp_mux and offered.rtcp_mux
     media = MediaDescription(
         kind="audio",
@@ -535,7 +567,16 @@ def _negotiated(
             remote.rtcp_port or remote.port + 1,  # RFC 3550 §11: the next port up by default
         )
     )
-    return NegotiatedMedia(codec, telephone_event, rtp, rtcp, direction, remote.ptime, rtcp_mux)
+    return NegotiatedMedia(
+        codec,
+        telephone_event,
+        rtp,
+        rtcp,
+        direction,
+        remote.ptime,
+        rtcp_mux,
+        remote.effective_direction,
+    )
 
 
 def _telephone_event(codecs: Sequence[Codec], voice: Codec) -> int | None:
