@@ -1,5 +1,6 @@
 """INVITE sessions (RFC 3261 §13-15): the offer/answer exchange of one call, early and
-confirmed dialogs, 2xx retransmission, CANCEL, re-INVITE and BYE, for both UAC and UAS.
+confirmed dialogs, 2xx retransmission, CANCEL, re-INVITE (theirs and ours) and BYE, for both
+UAC and UAS.
 
 SDP stays opaque bytes here: the adapter above negotiates it. A session reports what the far
 end does through its :class:`SessionEvents`.
@@ -9,6 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,6 +35,29 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SDP = "application/sdp"
+GLARE_RETRIES = 3  # 491s to one re-INVITE of ours before it fails
+
+
+class ReinviteFailed(Exception):
+    """Our re-INVITE did not change the session: a non-2xx final response (``status``), no
+    response at all (408), or the session ended first (``status`` None). The media stays as
+    it was."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason if status is None else f"{status} {reason}")
+        self.status = status
+
+
+@dataclass(eq=False)
+class _Reoffer:
+    """Our pending re-INVITE: asked for its SDP at each attempt, answered once."""
+
+    offer: Callable[[], bytes]
+    answered: asyncio.Future[bytes]
+    glares: int = 0
+    body: bytes = b""
+    client: ClientTransaction | None = None  # in flight: a re-INVITE of theirs gets 491
+    retry: asyncio.TimerHandle | None = None  # waiting out a glare (§14.1)
 
 
 class Phase(Enum):
@@ -78,6 +105,10 @@ class InviteSession:
         self._ack: SipRequest | None = None
         self.credentials: DigestClient | None = None  # for trunks that challenge our INVITEs
         self._authorized = False
+        # re-INVITEs of ours, either side
+        self._reinvite_lock = asyncio.Lock()
+        self._reoffer: _Reoffer | None = None
+        self._reinvite_ack: SipRequest | None = None
 
     @property
     def is_uas(self) -> bool:
@@ -360,9 +391,14 @@ class InviteSession:
             self.events.on_answered(self, self.remote_sdp)
 
     def receive_stray_2xx(self, response: SipResponse) -> None:
-        """A 2xx retransmitted after the transaction ended: ACK it again."""
-        if self._ack is not None and self.dialog is not None:
-            self.endpoint.transport.send(self._ack, self.dialog.next_peer())
+        """A 2xx retransmitted after the transaction ended: ACK it again (the INVITE's or
+        our last re-INVITE's, by CSeq)."""
+        ack = self._ack
+        reinvite_ack = self._reinvite_ack
+        if reinvite_ack is not None and reinvite_ack.cseq[0] == response.cseq[0]:
+            ack = reinvite_ack
+        if ack is not None and self.dialog is not None:
+            self.endpoint.transport.send(ack, self.dialog.next_peer())
 
     def _build_ack(self) -> SipRequest:
         assert self.dialog is not None and self.invite is not None
@@ -419,7 +455,98 @@ class InviteSession:
         else:
             transaction.reply(405, "Method Not Allowed", {"Allow": self.endpoint.allow})
 
+    # -- re-INVITEs of ours (§14.1) -------------------------------------------------------
+
+    async def reinvite(self, offer: Callable[[], bytes]) -> bytes:
+        """Re-INVITE the far end in our confirmed dialog with the SDP ``offer()`` makes, and
+        return the answer from its 2xx (ACKed here). ``offer`` is asked again for each
+        attempt, so a retry after glare (491) offers what is current then.
+
+        One at a time: a second call waits for the first. Raises :class:`ReinviteFailed`.
+        """
+        async with self._reinvite_lock:
+            if self.phase is not Phase.CONFIRMED or self.dialog is None:
+                raise ReinviteFailed("no confirmed dialog")
+            if self._retransmit is not None:  # §14.1: our INVITE's 2xx is not ACKed yet
+                raise ReinviteFailed("the call is not acknowledged yet")
+            pending = self._reoffer = _Reoffer(offer, self.endpoint.loop.create_future())
+            try:
+                self._send_reinvite(pending)
+                return await pending.answered
+            finally:
+                self._reoffer = None
+                if pending.retry is not None:
+                    pending.retry.cancel()
+
+    def _send_reinvite(self, pending: _Reoffer) -> None:
+        assert self.dialog is not None
+        pending.retry = None
+        pending.body = pending.offer()
+        via = self.endpoint.via(self.dialog.transport)
+        request = self.dialog.request("INVITE", via.host, via.port or 0, pending.body, SDP)
+        request.headers.add("Allow", self.endpoint.allow)
+        pending.client = self.endpoint.transactions.send_request(
+            request,
+            self.dialog.next_peer(),
+            lambda response: self._on_reinvite_response(pending, request, response),
+            lambda status, reason: self._reinvite_failed(pending, status, reason),
+        )
+
+    def _retry_reinvite(self, pending: _Reoffer) -> None:
+        try:
+            self._send_reinvite(pending)
+        except Exception as error:  # the offer could not be made: the caller hears why
+            if not pending.answered.done():
+                pending.answered.set_exception(error)
+
+    def _on_reinvite_response(
+        self, pending: _Reoffer, request: SipRequest, response: SipResponse
+    ) -> None:
+        status = response.status
+        if status < 200:
+            return
+        assert self.dialog is not None
+        if status >= 300:
+            pending.client = None
+            if status == 491 and pending.glares < GLARE_RETRIES and self.phase is Phase.CONFIRMED:
+                # §14.1: the Call-ID's owner waits 2.1-4 s, the other side 0-2 s, in 10 ms.
+                pending.glares += 1
+                low, high = (0, 200) if self.is_uas else (210, 400)
+                delay = random.randint(low, high) / 100
+                pending.retry = self.endpoint.loop.call_later(delay, self._retry_reinvite, pending)
+                return
+            self._reinvite_failed(pending, status, response.reason)
+            return
+        first = not pending.answered.done()
+        if first and response.contacts:  # a 2xx to a re-INVITE refreshes the target
+            self.dialog.remote_target = response.contacts[0].uri
+        ack = self._reinvite_ack
+        if ack is None or ack.cseq[0] != request.cseq[0]:
+            via = self.endpoint.via(self.dialog.transport)
+            ack = self._reinvite_ack = self.dialog.request(
+                "ACK", via.host, via.port or 0, cseq=request.cseq[0]
+            )
+        self.endpoint.transport.send(ack, self.dialog.next_peer())  # again for each 2xx
+        if first:
+            pending.client = None
+            self.local_sdp, self.remote_sdp = pending.body, response.body or None
+            pending.answered.set_result(response.body)
+
+    def _reinvite_failed(self, pending: _Reoffer, status: int, reason: str) -> None:
+        pending.client = None
+        if not pending.answered.done():
+            pending.answered.set_exception(ReinviteFailed(reason, status))
+        if status in (408, 481) and self.phase is Phase.CONFIRMED:
+            # §12.2.1.2, §14.1: no answer, or no such dialog there: the dialog is over.
+            log.info("re-INVITE of call %s: %d %s, hanging up", self.call_id, status, reason)
+            self.bye()
+
+    # -- re-INVITEs of theirs (§14.2) ------------------------------------------------------
+
     def _receive_reinvite(self, request: SipRequest, transaction: ServerTransaction) -> None:
+        if self._reoffer is not None and self._reoffer.client is not None:
+            transaction.reply(491, "Request Pending")  # §14.2: ours is still in flight
+            return
         answer = self.local_sdp
         if self.events is not None:
             answer = self.events.on_reoffer(self, request.body or None)
@@ -428,6 +555,8 @@ class InviteSession:
             return
         if request.body:
             self.remote_sdp = request.body
+        if request.contacts:  # a target refresh (§12.2.2)
+            self.dialog.remote_target = request.contacts[0].uri
         self.local_sdp = answer
         response = response_to(request, 200, "OK", self.dialog.local_tag)
         response.headers.add("Contact", self.endpoint.contact_for(transaction.source.transport))
@@ -445,6 +574,13 @@ class InviteSession:
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
+        pending = self._reoffer
+        if pending is not None:  # its awaiting caller wakes up; reinvite() drops the timer
+            if pending.retry is not None:
+                pending.retry.cancel()
+                pending.retry = None
+            if not pending.answered.done():
+                pending.answered.set_exception(ReinviteFailed("the session ended"))
         self.endpoint.forget_session(self)
         if self.events is not None:
             self.events.on_ended(self, status, reason, by_remote)
