@@ -6,13 +6,17 @@ REGISTERED trunk the INVITE goes to where the trunk registered from, for a STATI
 destination hosts. An INVITE that arrives is authenticated (by source host for STATIC trunks,
 by digest for REGISTERED ones) and raises CALL_RECEIVED on the configuration its dialled
 number is linked to. Response codes map to call states through the core's one table.
+
+Bypass: ``redirect_media`` re-INVITEs an endpoint so that it sends its RTP straight to another
+endpoint (or back to us); while it is redirected, its own re-offers are answered for that
+target, and any change of its own media is reported to the core (``on_media_changed``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core import errors
@@ -26,11 +30,11 @@ from trunks.sip.auth import SipAuthenticator
 from trunks.sip.dialog import peer_for
 from trunks.sip.digest import DigestClient
 from trunks.sip.endpoint import SipEndpoint
-from trunks.sip.media import RtpMediaPort, SipMedia
+from trunks.sip.media import RtpMediaPort, SipMedia, native_media, sdp_codecs
 from trunks.sip.message import SipRequest
 from trunks.sip.registrar import LocationService
 from trunks.sip.routing import TrunkHealth, destination_peer, destination_uri
-from trunks.sip.session import InviteSession
+from trunks.sip.session import InviteSession, ReinviteFailed
 from trunks.sip.transport import Peer
 from trunks.sip.trunk_store import Destination, SipTrunk
 from trunks.sip.uri import NameAddr, SipUri
@@ -66,6 +70,18 @@ class Target:
         return f"{self.peer.transport} {self.peer.host}:{self.peer.port}"
 
 
+@dataclass
+class LegSdp:
+    """One leg's side of offer/answer: our o= line and last SDP; what the endpoint's own SDP
+    said (its native media; the o= of its last SDP, which a session refresh repeats); and,
+    while it is bypassed, the other endpoint it is told to send to."""
+
+    state: sdp.SessionState
+    native: NativeMedia | None = None
+    remote_origin: sdp.Origin | None = None
+    target: NativeMedia | None = None
+
+
 def custom_headers(request: SipRequest) -> dict[str, str]:
     """The X- headers of an INVITE: the only ones the Calls API propagates."""
     return {
@@ -96,7 +112,7 @@ class SipTrunkAdapter:
         self._media = media
         self._sessions: dict[str, InviteSession] = {}  # leg id → session
         self._legs: dict[int, str] = {}  # id(session) → leg id
-        self._sdp: dict[str, sdp.SessionState] = {}
+        self._sdp: dict[str, LegSdp] = {}
         self._health = health
         self._fallbacks: dict[str, list[Target]] = {}
         self._targets_in_use: dict[str, Target] = {}
@@ -264,10 +280,18 @@ class SipTrunkAdapter:
             return None
         if body is None:
             return session.local_sdp
+        media = self._leg_sdp(leg_id)
+        before = media.native
         try:
-            return self._answer_to(leg_id, body)
+            offer = sdp.parse_sdp(body)
+            if offer.origin == media.remote_origin:
+                return session.local_sdp  # RFC 3264 §8: a session refresh changes nothing
+            answer = self._answer_to(leg_id, offer)
         except sdp.SdpError:
             return None
+        if media.native != before:  # hold, a new port or codec: the core may re-pick the path
+            self._endpoint.loop.call_soon(self._control.on_media_changed, leg_id)
+        return answer
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -324,10 +348,74 @@ class SipTrunkAdapter:
         return self._media.get(leg.id)
 
     def native_media(self, leg: Leg) -> NativeMedia | None:
-        return None  # bypass comes with outgoing re-INVITEs
+        media = self._sdp.get(leg.id)
+        return media.native if media is not None else None
 
     async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
-        raise MediaRedirectFailed("outgoing re-INVITEs are not there yet")
+        session, media = self._sessions.get(leg.id), self._sdp.get(leg.id)
+        if session is None or media is None or media.native is None:
+            raise MediaRedirectFailed(f"call {leg.id}: no media agreed on yet")
+        if target == media.target:
+            return media.native
+        previous = media.target
+        try:
+            return await self._reoffer(leg.id, session, media, target)
+        except sdp.SdpError as error:
+            # It took the offer but answered what cannot be used: point it back, best effort.
+            log.warning("call %s: unusable SDP answer to a re-INVITE: %s", leg.id, error)
+            try:
+                await self._reoffer(leg.id, session, media, previous)
+            except (MediaRedirectFailed, sdp.SdpError) as again:
+                log.warning("call %s: media could not be put back: %s", leg.id, again)
+            raise MediaRedirectFailed(f"call {leg.id}: unusable SDP answer: {error}") from error
+
+    async def _reoffer(
+        self, leg_id: str, session: InviteSession, media: LegSdp, target: NativeMedia | None
+    ) -> NativeMedia:
+        """One re-INVITE pointing the endpoint at ``target`` (None: at our RTP port, with the
+        codec in use). Nothing changes on a refusal; once answered, the offer is ours (the
+        endpoint has its version) and an :class:`~trunks.sip.sdp.SdpError` says the answer
+        cannot be used."""
+        port = self._media.get(leg_id)
+        assert port is not None and media.native is not None
+        # Back to us: our address and RTP port, with the codec the endpoint uses now.
+        ours = replace(
+            media.native,
+            address=self._media.address,
+            port=port.session.local_port,
+            ptime=20,
+            direction="sendrecv",
+        )
+        towards = target or ours
+        sent: list[sdp.SessionDescription] = []
+
+        def offer() -> bytes:  # asked again if glare makes the session retry
+            sent.append(
+                sdp.propose_offer(
+                    towards.address,
+                    towards.port,
+                    sdp_codecs(towards),
+                    towards.ptime,
+                    towards.direction,
+                    session=media.state,
+                )
+            )
+            return sent[-1].serialize()
+
+        try:
+            body = await session.reinvite(offer)
+        except ReinviteFailed as error:
+            raise MediaRedirectFailed(f"call {leg_id}: re-INVITE failed: {error}") from error
+        if self._sessions.get(leg_id) is not session:
+            raise MediaRedirectFailed(f"call {leg_id} ended")
+        offered = media.state.commit(sent[-1])
+        received = sdp.parse_sdp(body)
+        negotiated = sdp.apply_answer(offered, received)
+        if target is None:
+            port.use(negotiated)  # back through us: send where it now says
+        media.native, media.remote_origin = native_media(negotiated), received.origin
+        media.target = target
+        return media.native
 
     def active_calls(self, trunk_id: str) -> int:
         return sum(
@@ -375,10 +463,14 @@ class SipTrunkAdapter:
             targets.append(Target(uri, destination_peer(trunk, uri), trunk.id, destination))
         return targets
 
-    def _state(self, leg_id: str) -> sdp.SessionState:
+    def _leg_sdp(self, leg_id: str) -> LegSdp:
         if leg_id not in self._sdp:
-            self._sdp[leg_id] = sdp.SessionState(self._media.address, username="gateway")
+            state = sdp.SessionState(self._media.address, username="gateway")
+            self._sdp[leg_id] = LegSdp(state)
         return self._sdp[leg_id]
+
+    def _state(self, leg_id: str) -> sdp.SessionState:
+        return self._leg_sdp(leg_id).state
 
     async def _make_offer(self, leg_id: str) -> None:
         """Our offer, on the RTP port bound for the leg (kept as the state's last SDP)."""
@@ -393,14 +485,18 @@ class SipTrunkAdapter:
     def _apply_answer(self, leg_id: str, body: bytes) -> bool:
         """The far end answered our offer: send it what it chose, where it said. False when
         the answer is unusable (a codec we did not offer, no audio)."""
-        port, offer = self._media.get(leg_id), self._state(leg_id).last_sent
+        port, media = self._media.get(leg_id), self._leg_sdp(leg_id)
+        offer = media.state.last_sent
         if port is None or offer is None:
             return True
         try:
-            port.use(sdp.apply_answer(offer, sdp.parse_sdp(body)))
+            received = sdp.parse_sdp(body)
+            negotiated = sdp.apply_answer(offer, received)
+            port.use(negotiated)
         except (sdp.SdpError, LookupError) as error:
             log.warning("call %s: unusable SDP answer: %s", leg_id, error)
             return False
+        media.native, media.remote_origin = native_media(negotiated), received.origin
         return True
 
     async def _answer_sdp(self, leg_id: str, session: InviteSession) -> bytes:
@@ -410,20 +506,38 @@ class SipTrunkAdapter:
             offer = self._state(leg_id).last_sent
             assert offer is not None
             return offer.serialize()
-        return self._answer_to(leg_id, session.remote_sdp)
+        return self._answer_to(leg_id, sdp.parse_sdp(session.remote_sdp))
 
-    def _answer_to(self, leg_id: str, body: bytes) -> bytes:
-        """Answer an offer (initial or re-INVITE) on the leg's bound RTP port."""
-        port = self._media.get(leg_id)
+    def _answer_to(self, leg_id: str, offer: sdp.SessionDescription) -> bytes:
+        """Answer an offer (initial or re-INVITE) on the leg's bound RTP port; while the
+        endpoint is bypassed, for its target instead, so that it keeps sending there (unless
+        it now wants a codec the target cannot take: then it comes back to us)."""
+        port, media = self._media.get(leg_id), self._leg_sdp(leg_id)
         assert port is not None
-        answer, negotiated = sdp.answer(
-            sdp.parse_sdp(body),
-            self._media.address,
-            port.session.local_port,
-            sdp.DEFAULT_CODECS,
-            session=self._state(leg_id),
-        )
-        port.use(negotiated)
+        target = media.target
+        if target is not None:
+            try:
+                answer, negotiated = sdp.answer(
+                    offer,
+                    target.address,
+                    target.port,
+                    sdp_codecs(target),
+                    session=media.state,
+                    direction=target.direction,
+                )
+            except sdp.NoCommonCodec:
+                log.info("call %s: its new offer leaves the bypass, answering for us", leg_id)
+                target = media.target = None
+        if target is None:
+            answer, negotiated = sdp.answer(
+                offer,
+                self._media.address,
+                port.session.local_port,
+                sdp.DEFAULT_CODECS,
+                session=media.state,
+            )
+            port.use(negotiated)
+        media.native, media.remote_origin = native_media(negotiated), offer.origin
         return answer.serialize()
 
     def _fail_media(self, leg_id: str) -> None:

@@ -1,11 +1,13 @@
 """RTP media of SIP legs: one RTP session per leg, bound when its SDP is made, pointed at the
-far end once offer/answer agrees, closed when the leg ends; and the media port that turns the
-session's packets into the media plane's 20 ms frames and back.
+far end once offer/answer agrees, closed when the leg ends; the media port that turns the
+session's packets into the media plane's 20 ms frames and back; and an endpoint's own media
+(:class:`~gateway.media.port.NativeMedia`) read from, and written into, SDP for bypass.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
 
@@ -13,12 +15,41 @@ from gateway.media.codecs import Codec, codec_for
 from gateway.media.frame import NARROWBAND, AudioFrame
 from gateway.media.jitterbuffer import Concealer, JitterBuffer
 from gateway.media.metrics import SessionRegistry
-from gateway.media.port import RelayablePort
+from gateway.media.port import NativeMedia, RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
 from gateway.media.rtp import RtpHeader
 from gateway.media.session import RtpSession
-from trunks.sip.sdp import NegotiatedMedia
+from trunks.sip.sdp import TELEPHONE_EVENT, NegotiatedMedia
+from trunks.sip.sdp import Codec as SdpCodec
+
+
+def native_media(negotiated: NegotiatedMedia) -> NativeMedia:
+    """The endpoint's own media from what offer/answer agreed: where it receives, the codec
+    and telephone-event under its payload types, its ptime and its own direction."""
+    codec = negotiated.codec
+    channels = f"/{codec.channels}" if codec.channels != 1 else ""
+    address, port = negotiated.remote_rtp
+    return NativeMedia(
+        address,
+        port,
+        f"{codec.name}/{codec.clock_rate}{channels}",
+        codec.payload_type,
+        negotiated.telephone_event,
+        negotiated.ptime,
+        negotiated.remote_direction,
+    )
+
+
+def sdp_codecs(native: NativeMedia) -> list[SdpCodec]:
+    """What an SDP must list for an endpoint to send to ``native`` unchanged: its codec under
+    its payload type, and telephone-event under its own (at the codec's clock, RFC 4733)."""
+    name, rate, *channels = native.codec.split("/")
+    voice = SdpCodec(native.payload_type, name, int(rate), int(channels[0]) if channels else 1)
+    if native.telephone_event is None:
+        return [voice]
+    event = replace(TELEPHONE_EVENT, payload_type=native.telephone_event, clock_rate=int(rate))
+    return [voice, event]
 
 
 class RtpMediaPort:
