@@ -19,6 +19,7 @@ from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
 from gateway.core.conferences import ConferenceControl
 from gateway.core.dialogs import DialogControl
+from gateway.core.recordings import RecordingControl
 from gateway.media.metrics import SessionRegistry
 from gateway.media.plane import MediaPlane
 from gateway.settings import Settings
@@ -27,6 +28,7 @@ from gateway.store.conferences import SqlConferenceStore
 from gateway.store.configurations import CallsConfiguration, ConfigurationStore, Did, DidStore
 from gateway.store.dialogs import SqlDialogStore
 from gateway.store.legs import SqlLegStore
+from gateway.store.recordings import SqlRecordingStore
 from gateway.webhooks.dispatcher import WebhookDispatcher
 from trunks.pstn import SimulatedNumber, SimulatedPstn, default_plan
 from trunks.pstn.api import router as pstn_router
@@ -72,6 +74,7 @@ class Gateway:
     rtp_sessions: SessionRegistry
     conferences: ConferenceControl
     bridges: MediaBridges
+    recordings: RecordingControl
     api: FastAPI | None = None
 
     @classmethod
@@ -95,6 +98,14 @@ class Gateway:
             configurations,
             media,
             dialog_open=lambda dialog_id: not dialogs.get(dialog_id).state.is_final,
+        )
+        recordings = RecordingControl(
+            calls,
+            dialogs,
+            bridges,
+            SqlRecordingStore(db),
+            webhooks,
+            Path(settings.data_dir) / "recordings",
         )
         rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []
@@ -129,6 +140,7 @@ class Gateway:
             rtp_sessions,
             conferences,
             bridges,
+            recordings,
         )
         routers = [pstn_router, sip_trunks_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
@@ -144,6 +156,9 @@ class Gateway:
         ended = self.conferences.recover()
         if ended:
             log.warning("finished %d conferences left open by the previous run", ended)
+        ended = self.recordings.recover()
+        if ended:
+            log.warning("%d recordings were cut short by the end of the previous run", ended)
         await self.webhooks.start()
         await self.sip.start()
 
@@ -153,6 +168,7 @@ class Gateway:
         await self.conferences.close()  # likewise: the calls' ends finish the conferences
         await self.bridges.settled()  # no endpoint left half-way to or from bypass
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
+        await self.recordings.close()  # the calls' ends stopped them: finish the files
         await self.sip.stop()
         self.media.close()
         await self.webhooks.stop()

@@ -1,3 +1,11 @@
 """Every table module of the store, imported together so that ``create_all`` sees them all."""
 
-from gateway.store import conferences, configurations, dialogs, legs, outbox, subscriptions  # noqa: F401
+from gateway.store import (  # noqa: F401
+    conferences,
+    configurations,
+    dialogs,
+    legs,
+    outbox,
+    recordings,
+    subscriptions,
+)
