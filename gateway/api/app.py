@@ -16,6 +16,7 @@ from gateway.api import (
     dialogs,
     errors,
     numbers,
+    recordings,
     subscriptions,
 )
 from gateway.api.auth import ApiKeyAuth
@@ -52,6 +53,7 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
         calls.router,
         dialogs.router,
         conferences.router,
+        recordings.router,
         subscriptions.router,
         numbers.router,
         *extra_routers,

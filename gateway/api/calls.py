@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from gateway.api.errors import ApiError, bad_request, not_found
 from gateway.api.paging import Page, page_params
+from gateway.api.recording_bodies import CallRecordingBody
 from gateway.core.calls import (
     DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_DURATION,
@@ -23,6 +24,7 @@ from gateway.core.calls import (
 from gateway.core.errors import BY_NAME
 from gateway.core.leg import Direction, LegState
 from gateway.core.query import LegQuery
+from gateway.core.recordings import RecordingControl
 from gateway.core.views import call_log_view, call_view
 from gateway.timeutil import parse_time
 
@@ -77,15 +79,19 @@ class CreateCall(BaseModel):
     platform: Platform | None = None
     parentCallId: Annotated[str | None, Field(max_length=128)] = None
     externalId: Annotated[str | None, Field(max_length=255)] = None
+    recording: CallRecordingBody | None = None  # starts when the call is answered
+
+
+class PreAnswerBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    customData: CustomData | None = None
+    ringing: bool = False
 
 
 class AnswerBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     customData: CustomData | None = None
-
-
-class PreAnswerBody(AnswerBody):
-    ringing: bool = False
+    recording: CallRecordingBody | None = None  # starts with the answer
 
 
 class HangupBody(BaseModel):
@@ -97,7 +103,12 @@ def _control(request: Request) -> CallControl:
     return request.app.state.gateway.calls
 
 
+def _recordings(request: Request) -> RecordingControl:
+    return request.app.state.gateway.recordings
+
+
 Control = Annotated[CallControl, Depends(_control)]
+Recordings = Annotated[RecordingControl, Depends(_recordings)]
 PENDING = {"status": "PENDING"}
 
 
@@ -110,7 +121,7 @@ def _raise_for(error: CallError) -> ApiError:
 
 
 @router.post("", status_code=201)
-async def create_call(body: CreateCall, control: Control) -> dict[str, Any]:
+async def create_call(body: CreateCall, control: Control, recordings: Recordings) -> dict[str, Any]:
     if body.from_ is None and body.endpoint.type == "VIBER":
         raise bad_request("from", "must not be null for VIBER endpoints")
     request = CallRequest(
@@ -125,8 +136,14 @@ async def create_call(body: CreateCall, control: Control) -> dict[str, Any]:
         platform=body.platform.model_dump(exclude_none=True) if body.platform else None,
         parent_call_id=body.parentCallId,
     )
+    recording = body.recording.options() if body.recording else None
     try:
-        leg = await control.create_call(request)
+        leg = await control.create_call(
+            request,
+            before_start=(lambda leg: recordings.start_call_when_answered(leg, recording))
+            if recording
+            else None,
+        )
     except CallError as error:
         raise _raise_for(error) from None
     return call_view(leg)
@@ -236,11 +253,22 @@ async def pre_answer(
 
 @router.post("/{call_id}/answer")
 async def answer(
-    call_id: str, control: Control, body: Annotated[AnswerBody | None, Body()] = None
+    call_id: str,
+    control: Control,
+    recordings: Recordings,
+    body: Annotated[AnswerBody | None, Body()] = None,
 ) -> dict[str, str]:
+    body = body or AnswerBody()
     try:
-        await control.answer(call_id, body.customData if body else None)
+        if body.recording is not None:  # asked before the answer, which may come at once
+            recordings.start_call_when_answered(control.get(call_id), body.recording.options())
     except CallError as error:
+        raise _raise_for(error) from None
+    try:
+        await control.answer(call_id, body.customData)
+    except CallError as error:
+        if body.recording is not None:
+            recordings.forget_pending_call(call_id)
         raise _raise_for(error) from None
     return PENDING
 

@@ -3,7 +3,7 @@ hang up."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
@@ -17,6 +17,10 @@ from gateway.api.calls import (
     _time_param,
 )
 from gateway.api.errors import ApiError, not_found
+from gateway.api.recording_bodies import (
+    Composition,  # noqa: F401 - conferences import it here
+    DialogRecordingBody,
+)
 from gateway.core.calls import DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_DURATION, CallError
 from gateway.core.dialogs import (
     ChildCall,
@@ -28,10 +32,9 @@ from gateway.core.dialogs import (
     Propagation,
     dialog_log_view,
 )
+from gateway.core.recordings import RecordingControl
 
 router = APIRouter(prefix="/calls/1/dialogs", tags=["dialogs"])
-
-RECORDING_NOT_AVAILABLE = "recording of dialogs is not available yet"
 
 
 class ChildCallBody(BaseModel):
@@ -55,21 +58,6 @@ class ChildCallBody(BaseModel):
         )
 
 
-class Composition(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    enabled: bool = False
-
-
-class RecordingBody(BaseModel):
-    """``DialogRecordingRequest``: understood, but answered 400 until dialogs can be recorded."""
-
-    model_config = ConfigDict(extra="forbid")
-    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"]
-    dialogComposition: Composition | None = None
-    customData: CustomData | None = None
-    filePrefix: Annotated[str | None, Field(max_length=255)] = None
-
-
 class RingbackBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
     enabled: bool = False
@@ -90,17 +78,9 @@ class ExistingCallsBody(BaseModel):
     """``DialogWithExistingCallsRequest``."""
 
     model_config = ConfigDict(extra="forbid")
-    recording: RecordingBody | None = None
+    recording: DialogRecordingBody | None = None  # starts when the dialog is established
     maxDuration: Annotated[int, Field(ge=1, le=DEFAULT_MAX_DURATION)] = DEFAULT_MAX_DURATION
     propagationOptions: PropagationBody | None = None
-
-    def check_recording(self) -> None:
-        if self.recording is not None:
-            raise ApiError(
-                400,
-                f"Request is invalid: {RECORDING_NOT_AVAILABLE}.",
-                {"recording": [RECORDING_NOT_AVAILABLE]},
-            )
 
     def propagation(self) -> Propagation:
         options = self.propagationOptions or PropagationBody()
@@ -118,7 +98,12 @@ def _control(request: Request) -> DialogControl:
     return request.app.state.gateway.dialogs
 
 
+def _recordings(request: Request) -> RecordingControl:
+    return request.app.state.gateway.recordings
+
+
 Control = Annotated[DialogControl, Depends(_control)]
+Recordings = Annotated[RecordingControl, Depends(_recordings)]
 
 
 def _error(error: CallError) -> ApiError:
@@ -155,9 +140,12 @@ Filters = Annotated[DialogFilters, Depends()]
 
 
 @router.post("", status_code=201)
-async def create_dialog(body: DialogBody, control: Control) -> dict[str, Any]:
-    body.check_recording()
+async def create_dialog(
+    body: DialogBody, control: Control, recordings: Recordings
+) -> dict[str, Any]:
     try:
+        if body.recording is not None:  # refused before anything is dialled
+            recordings.check_dialog(body.parentCallId)
         dialog = await control.create(
             body.parentCallId,
             body.childCallRequest.child_call(),
@@ -166,6 +154,8 @@ async def create_dialog(body: DialogBody, control: Control) -> dict[str, Any]:
         )
     except CallError as error:
         raise _error(error) from None
+    if body.recording is not None:
+        recordings.start_dialog_when_established(dialog, body.recording.options())
     return control.view(dialog)
 
 
@@ -174,16 +164,20 @@ async def create_dialog_with_existing_calls(
     parent_call_id: str,
     child_call_id: str,
     control: Control,
+    recordings: Recordings,
     body: Annotated[ExistingCallsBody | None, Body()] = None,
 ) -> dict[str, Any]:
     body = body or ExistingCallsBody()
-    body.check_recording()
     try:
+        if body.recording is not None:
+            recordings.check_dialog(parent_call_id, child_call_id)
         dialog = await control.create_with_existing(
             parent_call_id, child_call_id, body.propagation(), body.maxDuration
         )
     except CallError as error:
         raise _error(error) from None
+    if body.recording is not None:
+        recordings.start_dialog_when_established(dialog, body.recording.options())
     return control.view(dialog)
 
 

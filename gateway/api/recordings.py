@@ -1,0 +1,264 @@
+"""Recording: start and stop on calls and dialogs, and ``/calls/1/recordings`` (lists, one
+call's or dialog's recording, files to download with HTTP ranges, deletion)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request
+from fastapi.responses import JSONResponse, StreamingResponse
+
+from gateway.api.calls import PENDING, EndpointType, Paging, _time_param
+from gateway.api.dialogs import _error
+from gateway.api.errors import ApiError
+from gateway.api.recording_bodies import DialogRecordingBody, StartRecordingBody
+from gateway.core.calls import CallError
+from gateway.core.leg import Direction
+from gateway.core.recordings import RecordingControl, RecordingNotFound, RecordingQuery
+from gateway.core.views import call_recording_view, dialog_recording_view, recording_file_view
+
+router = APIRouter(prefix="/calls/1", tags=["recordings"])
+_CHUNK = 64 * 1024
+
+
+def _control(request: Request) -> RecordingControl:
+    return request.app.state.gateway.recordings
+
+
+Control = Annotated[RecordingControl, Depends(_control)]
+
+
+def _raise(error: CallError) -> ApiError:
+    if isinstance(error, RecordingNotFound):
+        return ApiError(404, str(error))
+    return _error(error)
+
+
+# -- start and stop -------------------------------------------------------------------------
+
+
+@router.post("/calls/{call_id}/start-recording")
+async def start_call_recording(
+    call_id: str, body: StartRecordingBody, control: Control
+) -> dict[str, str]:
+    try:
+        control.start_call(call_id, body.recording.options())
+    except CallError as error:
+        raise _raise(error) from None
+    return PENDING
+
+
+@router.post("/calls/{call_id}/stop-recording")
+async def stop_call_recording(call_id: str, control: Control) -> dict[str, str]:
+    try:
+        control.stop_call(call_id)
+    except CallError as error:
+        raise _raise(error) from None
+    return PENDING
+
+
+@router.post("/dialogs/{dialog_id}/start-recording")
+async def start_dialog_recording(
+    dialog_id: str, body: DialogRecordingBody, control: Control
+) -> dict[str, str]:
+    try:
+        control.start_dialog(dialog_id, body.options())
+    except CallError as error:
+        raise _raise(error) from None
+    return PENDING
+
+
+@router.post("/dialogs/{dialog_id}/stop-recording")
+async def stop_dialog_recording(dialog_id: str, control: Control) -> dict[str, str]:
+    try:
+        control.stop_dialog(dialog_id)
+    except CallError as error:
+        raise _raise(error) from None
+    return PENDING
+
+
+# -- lists ----------------------------------------------------------------------------------
+
+
+class CallRecordingFilters:
+    def __init__(
+        self,
+        callId: str | None = None,
+        callsConfigurationId: str | None = None,
+        applicationId: str | None = None,
+        entityId: str | None = None,
+        endpointIdentifier: str | None = None,
+        startTimeAfter: str | None = None,
+        endTimeBefore: str | None = None,
+        direction: Direction | None = None,
+        endpointType: EndpointType | None = None,
+    ) -> None:
+        self.query = RecordingQuery(
+            call_id=callId,
+            calls_configuration_id=callsConfigurationId,
+            application_id=applicationId,
+            entity_id=entityId,
+            endpoint_identifier=endpointIdentifier,
+            start_time_after=_time_param("startTimeAfter", startTimeAfter),
+            end_time_before=_time_param("endTimeBefore", endTimeBefore),
+            direction=direction.value if direction else None,
+            endpoint_type=endpointType,
+        )
+
+
+class DialogRecordingFilters:
+    def __init__(
+        self,
+        dialogId: str | None = None,
+        callsConfigurationId: str | None = None,
+        applicationId: str | None = None,
+        entityId: str | None = None,
+        startTimeAfter: str | None = None,
+        endTimeBefore: str | None = None,
+        composition: bool | None = None,
+    ) -> None:
+        self.query = RecordingQuery(
+            dialogs=True,
+            dialog_id=dialogId,
+            calls_configuration_id=callsConfigurationId,
+            application_id=applicationId,
+            entity_id=entityId,
+            start_time_after=_time_param("startTimeAfter", startTimeAfter),
+            end_time_before=_time_param("endTimeBefore", endTimeBefore),
+            composition=composition,
+        )
+
+
+@router.get("/recordings/calls")
+async def list_call_recordings(
+    control: Control, filters: Annotated[CallRecordingFilters, Depends()], page: Paging
+) -> dict[str, Any]:
+    groups, total = control.find(filters.query, page.offset, page.size)
+    return page.envelope([call_recording_view(files, public=True) for files in groups], total)
+
+
+@router.get("/recordings/dialogs")
+async def list_dialog_recordings(
+    control: Control, filters: Annotated[DialogRecordingFilters, Depends()], page: Paging
+) -> dict[str, Any]:
+    groups, total = control.find(filters.query, page.offset, page.size)
+    return page.envelope([dialog_recording_view(files, public=True) for files in groups], total)
+
+
+# -- one call's, one dialog's -----------------------------------------------------------------
+
+
+@router.get("/recordings/calls/{call_id}")
+async def get_call_recording(call_id: str, control: Control) -> dict[str, Any]:
+    try:
+        return call_recording_view(control.of_call(call_id), public=True)
+    except CallError as error:
+        raise _raise(error) from None
+
+
+@router.delete("/recordings/calls/{call_id}")
+async def delete_call_recording(call_id: str, control: Control) -> dict[str, Any]:
+    try:
+        files = control.of_call(call_id)
+    except CallError as error:
+        raise _raise(error) from None
+    control.delete_files(files)
+    return call_recording_view(files, public=True)
+
+
+@router.get("/recordings/dialogs/{dialog_id}")
+async def get_dialog_recording(dialog_id: str, control: Control) -> dict[str, Any]:
+    try:
+        return dialog_recording_view(control.of_dialog(dialog_id), public=True)
+    except CallError as error:
+        raise _raise(error) from None
+
+
+@router.delete("/recordings/dialogs/{dialog_id}")
+async def delete_dialog_recording(dialog_id: str, control: Control) -> dict[str, Any]:
+    try:
+        files = control.of_dialog(dialog_id)
+    except CallError as error:
+        raise _raise(error) from None
+    control.delete_files(files)
+    return dialog_recording_view(files, public=True)
+
+
+# -- files ----------------------------------------------------------------------------------
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """The inclusive (first, last) byte of a ``Range: bytes=...`` header; None for the whole
+    file (no header, another unit, several ranges). ValueError: invalid or unsatisfiable."""
+    if header is None:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes":
+        return None  # a unit we do not know is ignored (RFC 9110 §14.2)
+    if "," in spec:
+        return None  # several ranges: answered with the whole file, which RFC 9110 allows
+    first, dash, last = spec.strip().partition("-")
+    if not dash or not (first or last) or not (first + last).isdigit():
+        raise ValueError(f"{header!r} is not a byte range")
+    if not first:  # the last N bytes
+        if int(last) == 0 or size == 0:
+            raise ValueError(f"{header!r} selects no bytes")
+        return max(0, size - int(last)), size - 1
+    start, end = int(first), int(last) if last else size - 1
+    if start > end or start >= size:
+        raise ValueError(f"{header!r} is outside the file's {size} bytes")
+    return start, min(end, size - 1)
+
+
+def _chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
+    with path.open("rb") as audio:
+        audio.seek(start)
+        while length > 0:
+            chunk = audio.read(min(_CHUNK, length))
+            if not chunk:
+                return
+            length -= len(chunk)
+            yield chunk
+
+
+@router.get("/recordings/files/{file_id}", response_model=None)
+async def download_file(
+    file_id: str, control: Control, range: Annotated[str | None, Header()] = None
+) -> StreamingResponse | JSONResponse:
+    try:
+        file = control.get_file(file_id)
+    except CallError as error:
+        raise _raise(error) from None
+    path = control.path(file)
+    if file.failed or not path.is_file():
+        raise ApiError(404, f"Recording file {file_id!r} has no audio: {file.reason or 'gone'}.")
+    size = path.stat().st_size
+    try:
+        wanted = byte_range(range, size)
+    except ValueError as error:
+        body = ApiError(416, f"Range not satisfiable: {error}.").body()
+        return JSONResponse(body, 416, headers={"Content-Range": f"bytes */{size}"})
+    headers = {
+        "Accept-Ranges": "bytes",
+        "Content-Disposition": f'attachment; filename="{file.name}"',
+    }
+    start, end = wanted or (0, size - 1)
+    headers["Content-Length"] = str(end - start + 1)
+    if wanted is not None:
+        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
+    return StreamingResponse(
+        _chunks(path, start, end - start + 1),
+        status_code=206 if wanted is not None else 200,
+        media_type="application/octet-stream",
+        headers=headers,
+    )
+
+
+@router.delete("/recordings/files/{file_id}")
+async def delete_file(file_id: str, control: Control) -> dict[str, Any]:
+    try:
+        return recording_file_view(control.delete_file(file_id), public=True)
+    except CallError as error:
+        raise _raise(error) from None
