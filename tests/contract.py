@@ -168,6 +168,19 @@ class OpenApiContract:
             raise AssertionError(f"{op_id}: {status} declares no application/json body")
         return op_id, content["application/json"].get("schema", {})
 
+    def validate_media_type(self, method: str, path: str, status: int, content_type: str) -> None:
+        """Assert that a non-JSON answer (a file download) has a media type the spec declares
+        for ``method path`` and ``status``."""
+        _template, operation = self.operation(method, path)
+        op_id = operation.get("operationId", f"{method.upper()} {path}")
+        response = self.resolve(operation.get("responses", {}).get(str(status), {}))
+        declared = list(response.get("content", {}))
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type not in declared:
+            raise AssertionError(
+                f"{op_id}: {status} with {media_type!r}; the spec declares {declared or 'none'}"
+            )
+
     def webhook_schema(self, name: str) -> Any:
         """The request-body schema of webhook ``name`` (``webhooks`` or ``x-webhooks``)."""
         hooks = self.document.get("webhooks") or self.document.get("x-webhooks") or {}

@@ -20,6 +20,8 @@ from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, subscriptions, voice
 
 CALLS = "/calls/1/calls"
+DIALOGS = "/calls/1/dialogs"
+RECORDINGS = "/calls/1/recordings"
 CONFIGURATIONS = "/calls/1/configurations"
 SUBSCRIPTIONS = "/subscriptions/1/subscription/VOICE_VIDEO"
 EVENT_WEBHOOK = "calls-event-webhook"
@@ -178,6 +180,12 @@ async def test_duplicate_configuration(api: httpx.AsyncClient, spec: OpenApiCont
         ("GET", f"{CALLS}/any-call"),
         ("POST", f"{CALLS}/any-call/hangup"),
         ("GET", f"{CALLS}/history"),
+        ("POST", f"{CALLS}/any-call/start-recording"),
+        ("POST", f"{DIALOGS}/any-dialog/stop-recording"),
+        ("GET", f"{RECORDINGS}/calls"),
+        ("GET", f"{RECORDINGS}/dialogs/any-dialog"),
+        ("GET", f"{RECORDINGS}/files/any-file"),
+        ("DELETE", f"{RECORDINGS}/files/any-file"),
     ],
 )
 async def test_unauthorized(
@@ -501,3 +509,119 @@ async def test_inbound_call_ended_while_ringing(
     await recorder.wait_for(types=["CALL_FAILED"], call_id=call["id"])
     conforms(spec, await api.get(f"{CALLS}/{call['id']}/history"), 200)
     assert_events_conform(spec, recorder.events(call["id"]))
+
+
+# -- recordings -----------------------------------------------------------------------------
+
+RECORDING_EVENTS = [
+    f"{owner}_RECORDING_{what}"
+    for owner in ("CALL", "DIALOG")
+    for what in ("STARTED", "STOPPED", "READY", "FAILED")
+]
+
+
+@pytest.fixture
+async def recording_events(
+    api: httpx.AsyncClient, subs_spec: OpenApiContract, configuration: str
+) -> AsyncIterator[WebhookRecorder]:
+    """A webhook subscribed to the recording events (and DIALOG_ESTABLISHED) of the test
+    configuration."""
+    async with WebhookRecorder() as rec:
+        subscription = {
+            "subscriptionId": "contract-recordings",
+            "events": [*RECORDING_EVENTS, "DIALOG_ESTABLISHED"],
+            "criteria": [{"callsConfigurationId": configuration}],
+            "profile": {"profileId": "contract-recordings", "webhook": {"notifyUrl": rec.url}},
+        }
+        conforms(subs_spec, await api.post(SUBSCRIPTIONS, json=subscription), 201)
+        yield rec
+
+
+async def test_call_recordings(
+    api: httpx.AsyncClient,
+    spec: OpenApiContract,
+    configuration: str,
+    recording_events: WebhookRecorder,
+) -> None:
+    recording = {"recordingType": "AUDIO", "customData": {"k": "v"}, "filePrefix": "contract"}
+    call = await dial(api, spec, configuration, FAST_ANSWER, recording=recording)
+    verb = f"{CALLS}/{call['id']}"
+    await recording_events.wait_for(types=["CALL_RECORDING_STARTED"], call_id=call["id"])
+    conforms(spec, await api.post(f"{verb}/start-recording", json={"recording": recording}), 400)
+    assert conforms(spec, await api.post(f"{verb}/stop-recording"), 200) == {"status": "PENDING"}
+    conforms(spec, await api.post(f"{verb}/stop-recording"), 400)
+    await recording_events.wait_for(types=["CALL_RECORDING_READY"], call_id=call["id"])
+    timed = {"recording": {"recordingType": "AUDIO_AND_VIDEO", "maxDuration": 60}}
+    conforms(spec, await api.post(f"{verb}/start-recording", json=timed), 200)
+    conforms(spec, await api.post(f"{verb}/hangup"), 200)  # stops it
+    ready = ["CALL_RECORDING_READY", "CALL_RECORDING_READY"]
+    await recording_events.wait_for(types=ready, call_id=call["id"])
+
+    conforms(spec, await api.get(f"{RECORDINGS}/calls"), 200)
+    params = {"callsConfigurationId": configuration, "direction": "OUTBOUND", "size": 1}
+    conforms(spec, await api.get(f"{RECORDINGS}/calls", params=params), 200)
+    one = conforms(spec, await api.get(f"{RECORDINGS}/calls/{call['id']}"), 200)
+    file_id = one["files"][0]["id"]
+    url = f"{RECORDINGS}/files/{file_id}"
+    for headers, status in (({}, 200), ({"Range": "bytes=0-43"}, 206)):
+        download = await api.get(url, headers=headers)
+        assert download.status_code == status, download.text
+        spec.validate_media_type("GET", url, status, download.headers["content-type"])
+    conforms(spec, await api.get(url, headers={"Range": "bytes=99999999-"}), 416)
+    conforms(spec, await api.delete(url), 200)
+    conforms(spec, await api.delete(f"{RECORDINGS}/calls/{call['id']}"), 200)
+    for method, path in (
+        ("GET", f"{RECORDINGS}/calls/{call['id']}"),
+        ("DELETE", f"{RECORDINGS}/calls/absent"),
+        ("GET", url),
+        ("DELETE", url),
+        ("POST", f"{CALLS}/absent/stop-recording"),
+    ):
+        conforms(spec, await api.request(method, path), 404)
+    conforms(spec, await api.post(f"{CALLS}/absent/start-recording", json=timed), 404)
+    conforms(spec, await api.post(f"{verb}/start-recording", json={}), 400)
+    conforms(spec, await api.get(f"{RECORDINGS}/calls", params={"endTimeBefore": "x"}), 400)
+    assert_events_conform(spec, recording_events.events())
+
+
+async def test_dialog_recordings(
+    api: httpx.AsyncClient,
+    spec: OpenApiContract,
+    configuration: str,
+    recording_events: WebhookRecorder,
+) -> None:
+    parent = await dial(api, spec, configuration, FAST_ANSWER)
+    await wait_for_state(api, spec, parent["id"], "ESTABLISHED")
+    body = {
+        "parentCallId": parent["id"],
+        "childCallRequest": {"endpoint": {"type": "PHONE", "phoneNumber": FAST_ANSWER}},
+        "recording": {"recordingType": "AUDIO", "dialogComposition": {"enabled": True}},
+    }
+    dialog = conforms(spec, await api.post(DIALOGS, json=body), 201)
+    verb = f"{DIALOGS}/{dialog['id']}"
+    of_dialog = {"predicate": lambda e: e.get("dialogId") == dialog["id"]}
+    await recording_events.wait_for(types=["DIALOG_RECORDING_STARTED"], **of_dialog)
+    conforms(spec, await api.post(f"{verb}/start-recording", json=body["recording"]), 400)
+    conforms(spec, await api.post(f"{verb}/stop-recording"), 200)
+    await recording_events.wait_for(types=["DIALOG_RECORDING_READY"], **of_dialog)
+    separate = {"recordingType": "AUDIO", "customData": {"k": "v"}, "filePrefix": "d"}
+    conforms(spec, await api.post(f"{verb}/start-recording", json=separate), 200)
+    conforms(spec, await api.post(f"{verb}/hangup"), 200)
+    ready = ["DIALOG_RECORDING_READY", "DIALOG_RECORDING_READY"]
+    await recording_events.wait_for(types=ready, **of_dialog)
+
+    conforms(spec, await api.get(f"{RECORDINGS}/dialogs"), 200)
+    params = {
+        "dialogId": dialog["id"],
+        "composition": "true",
+        "startTimeAfter": "2020-01-01T00:00:00.000+0000",
+    }
+    conforms(spec, await api.get(f"{RECORDINGS}/dialogs", params=params), 200)
+    conforms(spec, await api.get(f"{RECORDINGS}/dialogs/{dialog['id']}"), 200)
+    conforms(spec, await api.delete(f"{RECORDINGS}/dialogs/{dialog['id']}"), 200)
+    conforms(spec, await api.get(f"{RECORDINGS}/dialogs/{dialog['id']}"), 404)
+    conforms(spec, await api.delete(f"{RECORDINGS}/dialogs/absent"), 404)
+    conforms(spec, await api.post(f"{DIALOGS}/absent/start-recording", json=separate), 404)
+    conforms(spec, await api.post(f"{DIALOGS}/absent/stop-recording"), 404)
+    conforms(spec, await api.post(f"{verb}/stop-recording"), 400)
+    assert_events_conform(spec, recording_events.events())
