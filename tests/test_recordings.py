@@ -309,6 +309,29 @@ async def test_max_duration_stops_the_recording(app: RecordingApp):
     await app.api.post(f"{CALLS}/{call_id}/hangup")
 
 
+async def test_max_silence_stops_the_recording_when_nobody_talks(
+    app: RecordingApp, gateway: Gateway
+):
+    call_id = await app.answered()
+    source = f"/pstn/1/calls/{call_id}/source"
+    await app.api.put(source, json={"type": "tone", "frequency": 440})
+    began = time.monotonic()
+    body = {"recording": {**AUDIO, "maxSilence": 1}}
+    await app.call("POST", f"{CALLS}/{call_id}/start-recording", json=body)
+    refused = await app.api.post(f"{CALLS}/{call_id}/stop-recording")
+    assert refused.status_code == 400 and "maxSilence" in error_of(refused)["text"]
+    await run_ticks(gateway, 25)
+    await app.api.put(source, json={"type": "silence"})
+    talked = time.monotonic() - began
+    recording = await app.ready(call_id=call_id)
+    started = app.event("CALL_RECORDING_STARTED", call_id)["properties"]
+    assert started["maxSilence"] == 1
+    pcm = await app.download(recording["files"][0]["id"])
+    assert abs(seconds(pcm) - (talked + 1.0)) < 0.3
+    assert tone_level(pcm[: int(0.4 * RATE)], RATE, 440) > -20
+    await app.api.post(f"{CALLS}/{call_id}/hangup")
+
+
 # -- recording asked for in advance -------------------------------------------------------
 
 
@@ -461,7 +484,7 @@ async def test_bad_requests(app: RecordingApp):
     cases: list[tuple[str, dict[str, Any], str]] = [
         (start, {}, "recording"),
         (start, {"recording": {}}, "recording.recordingType"),
-        (start, {"recording": {**AUDIO, "maxSilence": 3}}, "recording.maxSilence"),
+        (start, {"recording": {**AUDIO, "maxSilence": 0}}, "recording.maxSilence"),
         (start, {"recording": {**AUDIO, "beep": True}}, "recording.beep"),
         (start, {"recording": {**AUDIO, "maxDuration": 0}}, "recording.maxDuration"),
         (start, {"recording": {**AUDIO, "filePrefix": "no spaces"}}, "recording.filePrefix"),
@@ -473,9 +496,9 @@ async def test_bad_requests(app: RecordingApp):
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["validationErrors"], (body, response.text)
         app.spec.validate("POST", path, 400, response.json(), strict=True)
-    slow = await app.api.post(start, json={"recording": {**AUDIO, "maxSilence": 3}})
-    assert "recording.maxSilence" in error_of(slow)["text"]
-    assert "not available yet" in error_of(slow)["validationErrors"]["recording.maxSilence"][0]
+    beep = await app.api.post(start, json={"recording": {**AUDIO, "beep": True}})
+    assert "recording.beep" in error_of(beep)["text"]
+    assert "not available yet" in error_of(beep)["validationErrors"]["recording.beep"][0]
 
     stereo = {
         "endpoint": {"type": "PHONE", "phoneNumber": ANSWERS},

@@ -2,7 +2,7 @@
 start-recording (``RecordingStartRequest``) and of dialogs (``DialogRecordingRequest``).
 
 Each turns into :class:`~gateway.core.recordings.RecordingOptions`. What the gateway cannot do
-yet is refused by name rather than ignored: STEREO, ``maxSilence``, ``beep``. AUDIO_AND_VIDEO
+yet is refused by name rather than ignored: STEREO and ``beep``. AUDIO_AND_VIDEO
 is accepted and recorded as audio (the gateway carries no video), and reported as asked.
 """
 
@@ -45,18 +45,12 @@ class CallRecordingBody(_Recording):
 
 
 class RecordingBody(_Recording):
-    """``RecordingRequest``: a recording that stops by itself after ``maxDuration`` seconds."""
+    """``RecordingRequest``: a recording may stop by itself after ``maxDuration`` seconds, or
+    after ``maxSilence`` seconds in which nobody talked."""
 
     maxDuration: Annotated[int | None, Field(ge=1, le=DEFAULT_MAX_DURATION)] = None
-    maxSilence: int | None = None
+    maxSilence: Annotated[int | None, Field(ge=1, le=DEFAULT_MAX_DURATION)] = None
     beep: bool = False
-
-    @field_validator("maxSilence")
-    @classmethod
-    def _no_silence_detection(cls, value: int | None) -> int | None:
-        if value is not None:
-            raise ValueError(f"{NOT_YET}: stopping on silence")
-        return value
 
     @field_validator("beep")
     @classmethod
@@ -66,7 +60,8 @@ class RecordingBody(_Recording):
         return beep
 
     def options(self) -> RecordingOptions:
-        return replace(super().options(), max_duration=self.maxDuration)
+        options = super().options()
+        return replace(options, max_duration=self.maxDuration, max_silence=self.maxSilence)
 
 
 class StartRecordingBody(BaseModel):

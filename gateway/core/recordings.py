@@ -43,7 +43,7 @@ from gateway.core.views import (
     call_recording_view,
     dialog_recording_view,
 )
-from gateway.media.recorder import Recorder, Track
+from gateway.media.recorder import Recorder, SilenceWatch, Track
 from gateway.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -89,13 +89,23 @@ class RecordingFile:
 
 @dataclass(frozen=True)
 class RecordingOptions:
-    """What a start asks for; ``composition`` is for dialogs only."""
+    """What a start asks for; ``composition`` is for dialogs only. A recording with a
+    ``max_duration`` or ``max_silence`` stops by itself, never on request (as the spec says)."""
 
     recording_type: str = "AUDIO"
     custom_data: dict[str, str] = field(default_factory=dict)
     file_prefix: str | None = None
     max_duration: int | None = None
     composition: bool = False
+    max_silence: int | None = None
+
+    @property
+    def stops_by_itself(self) -> str | None:
+        if self.max_duration:
+            return f"a maxDuration ({self.max_duration} s)"
+        if self.max_silence:
+            return f"a maxSilence ({self.max_silence} s)"
+        return None
 
 
 @dataclass(frozen=True)
@@ -250,10 +260,7 @@ class RecordingControl:
 
     def stop_call(self, call_id: str) -> None:
         self._calls.get(call_id)
-        session = self._by_call.get(call_id)
-        if session is None:
-            raise WrongState(f"Call {call_id!r} is not being recorded.")
-        self._stop_on_request(session)
+        self._stop_on_request(self._by_call.get(call_id), f"Call {call_id!r}")
 
     # -- verbs: dialogs -------------------------------------------------------------------
 
@@ -297,10 +304,7 @@ class RecordingControl:
 
     def stop_dialog(self, dialog_id: str) -> None:
         self._dialogs.get(dialog_id)
-        session = self._by_dialog.get(dialog_id)
-        if session is None:
-            raise WrongState(f"Dialog {dialog_id!r} is not being recorded.")
-        self._stop_on_request(session)
+        self._stop_on_request(self._by_dialog.get(dialog_id), f"Dialog {dialog_id!r}")
 
     # -- verbs: files ---------------------------------------------------------------------
 
@@ -405,9 +409,16 @@ class RecordingControl:
     def _open(self, session: _Session, tracks: list[Track]) -> bool:
         """Create the files and tap the leg; a file that cannot be created fails the
         recording (*_RECORDING_FAILED) rather than the request."""
+        loop = asyncio.get_running_loop()
+        watch = None
+        if session.options.max_silence:  # from the tick: stop on the next loop turn
+            silent = session.options.max_silence
+            watch = SilenceWatch(silent, lambda: loop.call_soon(self._stop, session))
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
-            session.recorder = Recorder(tracks, lambda error: self._on_write_failed(session))
+            session.recorder = Recorder(
+                tracks, lambda error: self._on_write_failed(session), watch=watch
+            )
         except OSError as error:
             for track in tracks:
                 with contextlib.suppress(OSError):
@@ -418,16 +429,17 @@ class RecordingControl:
         for file in session.files:
             self._store.save(file)
         if session.options.max_duration:
-            session.timer = asyncio.get_running_loop().call_later(
-                session.options.max_duration, self._stop, session
-            )
+            session.timer = loop.call_later(session.options.max_duration, self._stop, session)
         return True
 
-    def _stop_on_request(self, session: _Session) -> None:
-        if session.options.max_duration:
+    def _stop_on_request(self, session: _Session | None, owner: str) -> None:
+        if session is None:
+            raise WrongState(f"{owner} is not being recorded.")
+        limit = session.options.stops_by_itself
+        if limit is not None:
             raise WrongState(
-                f"The recording has a maxDuration ({session.options.max_duration} s): "
-                "it stops by itself and cannot be stopped by request."
+                f"The recording of {owner.lower()} has {limit}: it stops by itself and "
+                "cannot be stopped by request."
             )
         self._stop(session)
 
@@ -520,6 +532,7 @@ class RecordingControl:
         if session.call is not None:
             properties["fileId"] = session.files[0].id
             properties["maxDuration"] = options.max_duration
+            properties["maxSilence"] = options.max_silence
         else:
             properties["composition"] = options.composition
         properties["filePrefix"] = options.file_prefix

@@ -7,7 +7,8 @@ one numpy expression and a buffered write per track; the RIFF sizes are filled i
 
 Frames that never came (the legs were being re-anchored, the plane skipped a late tick) are
 written as silence when the next frame comes and on stop, so a file is as long as the time it
-was recording.
+was recording. A :class:`SilenceWatch` beside the files says when nobody has talked for a while
+(``maxSilence``).
 """
 
 from __future__ import annotations
@@ -15,13 +16,14 @@ from __future__ import annotations
 import logging
 import struct
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from gateway.media.frame import FRAME_MS, NARROWBAND, samples_per_frame
+from gateway.media.vad import TalkDetector
 
 log = logging.getLogger(__name__)
 
@@ -92,9 +94,11 @@ class Recorder:
         tracks: Sequence[Track],
         on_failure: Callable[[OSError], None],
         clock: Callable[[], float] = time.monotonic,
+        watch: SilenceWatch | None = None,
     ) -> None:
         self._clock = clock
         self._on_failure = on_failure
+        self._watch = watch
         self._tracks = list(tracks)
         self.writers: list[WavWriter] = []
         try:
@@ -118,6 +122,9 @@ class Recorder:
             self._frames += 1
         except OSError as error:
             self._fail(error)
+            return
+        if self._watch is not None:
+            self._watch(leg_ids, frames)
 
     def stop(self) -> None:
         """No more frames: pad to now. The files are closed by :meth:`close` (off the loop)."""
@@ -158,6 +165,35 @@ class Recorder:
         self.error = error
         log.warning("recording to %s failed: %s", [t.path.name for t in self._tracks], error)
         self._on_failure(error)
+
+
+class SilenceWatch:
+    """Calls ``on_silence()`` once when nobody in the tapped rows has talked for ``seconds``
+    (talk as conferences detect it: ``gateway/media/vad.py``, with its 500 ms hangover counted
+    as silence already). Called from the tick, like the recorder."""
+
+    def __init__(self, seconds: int, on_silence: Callable[[], None]) -> None:
+        self._detector = TalkDetector()
+        self._limit = seconds * 1000 // FRAME_MS
+        self._on_silence = on_silence
+        self._talking: set[Hashable] = set()
+        self._quiet = 0
+
+    def __call__(self, leg_ids: Sequence[str], frames: np.ndarray) -> None:
+        for key, talking in self._detector.update(leg_ids, frames):
+            if talking:
+                self._talking.add(key)
+            else:
+                self._talking.discard(key)
+                if not self._talking:  # quiet since the last loud frame, not since now
+                    self._quiet = self._detector.settings.stop_frames
+        self._talking.intersection_update(leg_ids)  # a leg that left the bridge talks no more
+        if self._talking:
+            self._quiet = 0
+            return
+        self._quiet += 1
+        if self._quiet == self._limit:
+            self._on_silence()
 
 
 def _pcm(leg_id: str | None, leg_ids: Sequence[str], frames: np.ndarray) -> bytes:
