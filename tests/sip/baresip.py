@@ -78,10 +78,16 @@ class Account:
 
 
 def write_config(
-    directory: Path, account: Account, sip_port: int, ctrl_port: int, record: bool = False
+    directory: Path,
+    account: Account,
+    sip_port: int,
+    ctrl_port: int,
+    record: bool = False,
+    tone: int | None = None,
 ) -> None:
     """``record``: the sndfile module writes what each call sent and received as WAV files
-    (``*-dec.wav`` is what baresip heard) into the ``recordings`` folder beside the config."""
+    (``*-dec.wav`` is what baresip heard) into the ``recordings`` folder beside the config.
+    ``tone``: what baresip sends is a sine of that many Hz (the ausine module), not silence."""
     directory.mkdir(parents=True, exist_ok=True)
     config = {
         "poll_method": "epoll",
@@ -100,6 +106,10 @@ def write_config(
         "ctrl_tcp_listen": f"127.0.0.1:{ctrl_port}",
     }
     modules = ["g711", "aubridge"]
+    if tone is not None:  # ausine makes 48 kHz stereo only; baresip resamples for the codec
+        config |= {"audio_source": f"ausine,{tone}", "ausrc_srate": "48000"}
+        config["ausrc_channels"] = "2"
+        modules.append("ausine")
     if record:
         (directory / "recordings").mkdir(exist_ok=True)
         config["snd_path"] = str(directory / "recordings")
@@ -146,11 +156,12 @@ class Baresip:
         timeout: float = 10,
         run_for: int = 120,
         record: bool = False,
+        tone: int | None = None,
     ) -> AsyncIterator[Baresip]:
         if BARESIP is None:
             raise BaresipError("baresip is not on PATH")
         sip_port, ctrl_port = free_sip_port(), free_port()
-        write_config(directory, account, sip_port, ctrl_port, record)
+        write_config(directory, account, sip_port, ctrl_port, record, tone)
         process = await asyncio.create_subprocess_exec(
             BARESIP,
             "-f",

@@ -36,16 +36,21 @@ async def answered_call(world: World, sipp: Sipp) -> str:
     return call_id
 
 
-def invites(result: SippResult) -> list[str]:
-    """The INVITEs SIPp received, in order, each once (retransmissions share a CSeq)."""
+def received(result: SippResult, start: str) -> list[str]:
+    """The messages SIPp received whose first line starts with ``start``, in order, each once
+    (retransmissions repeat the CSeq)."""
     found: dict[str, str] = {}
     for block in re.split(r"\n-{10,}[^\n]*\n", result.messages):
-        if "message received" not in block:
-            continue
-        request = re.search(r"^INVITE sip:.*", block, re.M | re.S)
-        if request is not None:
-            found.setdefault(cseq(request[0]), request[0])
+        message = re.search(rf"^{re.escape(start)}.*", block, re.M | re.S)
+        if "message received" in block and message is not None:
+            key = re.search(r"^CSeq:.*$", message[0], re.M)
+            found.setdefault(key[0] if key else message[0], message[0])
     return list(found.values())
+
+
+def invites(result: SippResult) -> list[str]:
+    """The INVITEs SIPp received (the gateway's initial INVITE and re-INVITEs)."""
+    return received(result, "INVITE sip:")
 
 
 def cseq(message: str) -> str:
