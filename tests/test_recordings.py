@@ -258,7 +258,7 @@ async def test_a_hangup_stops_the_recording_before_the_call_ends(app: RecordingA
 async def test_no_file_is_left_open_after_a_hangup_mid_recording(
     app: RecordingApp, gateway: Gateway
 ):
-    dialog_id, parent, _child = await app.dialog_with_tones()
+    dialog_id, parent, child = await app.dialog_with_tones()
     directory = gateway.settings.data_dir / "recordings"
     await app.call("POST", f"{DIALOGS}/{dialog_id}/start-recording", json=AUDIO)
     await app.recorder.wait_for(types=["DIALOG_RECORDING_STARTED"])
@@ -267,7 +267,7 @@ async def test_no_file_is_left_open_after_a_hangup_mid_recording(
     await app.call("POST", f"{DIALOGS}/{dialog_id}/hangup")
     await app.ready(dialog_id=dialog_id)
     assert open_files(directory) == []
-    steps = app.flow(parent, _child)
+    steps = app.flow(parent, child)
     assert steps.index("DIALOG_RECORDING_STOPPED") < steps.index("CALL_FINISHED child")
     assert steps.index("DIALOG_RECORDING_READY") > steps.index("DIALOG_RECORDING_STOPPED")
     app.assert_events_conform()

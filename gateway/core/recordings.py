@@ -146,8 +146,6 @@ class RecordingStore(Protocol):
 class RecordingNotFound(CallError):
     def __init__(self, kind: str, ident: str) -> None:
         super().__init__(f"{kind} {ident!r} was not found.")
-        self.kind = kind
-        self.ident = ident
 
 
 @dataclass(eq=False)
@@ -161,6 +159,14 @@ class _Session:
     call: Leg | None = None  # a call recording
     dialog: Dialog | None = None  # a dialog recording
     timer: asyncio.TimerHandle | None = None
+
+    @property
+    def owner(self) -> str:
+        """The call's id for a call recording, the dialog's for a dialog recording."""
+        if self.call is not None:
+            return self.call.id
+        assert self.dialog is not None
+        return self.dialog.id
 
 
 class RecordingControl:
@@ -445,15 +451,10 @@ class RecordingControl:
 
     def _detach(self, session: _Session) -> bool:
         """Untap and forget the session; False if it was over already."""
-        owners = (
-            (self._by_call, session.call.id)
-            if session.call is not None
-            else (self._by_dialog, session.dialog.id if session.dialog else "")
-        )
-        table, key = owners
-        if table.get(key) is not session:
+        table = self._by_call if session.call is not None else self._by_dialog
+        if table.get(session.owner) is not session:
             return False
-        del table[key]
+        del table[session.owner]
         if session.timer is not None:
             session.timer.cancel()
         assert session.recorder is not None

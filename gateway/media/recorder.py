@@ -49,7 +49,6 @@ class WavWriter:
     """One WAV file written as audio comes: a placeholder header first, the sizes at close."""
 
     def __init__(self, path: Path) -> None:
-        self.path = path
         self.data_size = 0
         self._file = open(path, "wb", buffering=_BUFFER)  # noqa: SIM115 - closed by close()
         self._file.write(wav_header(0))
