@@ -232,6 +232,12 @@ async def test_a_dialog_recording(app: RecordingApp, gateway: Gateway, composed:
     assert [r["dialogId"] for r in listed["results"]] == [dialog_id]
     other = await app.call("GET", f"{RECORDINGS}/dialogs", params={"composition": not composed})
     assert other["results"] == []
+    for call_id, found in ((parent, [dialog_id]), (child, [dialog_id]), ("nope", [])):
+        page = await app.call("GET", f"{RECORDINGS}/dialogs", params={"callId": call_id})
+        assert [r["dialogId"] for r in page["results"]] == found
+    by_endpoint = {"callEndpointType": "PHONE"}
+    refused = await app.call("GET", f"{RECORDINGS}/dialogs", 400, params=by_endpoint)
+    assert "not available yet" in refused["requestError"]["serviceException"]["text"]
     one = await app.call("GET", f"{RECORDINGS}/dialogs/{dialog_id}")
     assert one["startTime"] and one["endTime"] and one["callsConfigurationId"] == CONFIG
 

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 
 from gateway.api.calls import PENDING, EndpointType, Paging, _time_param
 from gateway.api.dialogs import _error
-from gateway.api.errors import ApiError
+from gateway.api.errors import ApiError, bad_request
 from gateway.api.recording_bodies import DialogRecordingBody, StartRecordingBody
 from gateway.core.calls import CallError
 from gateway.core.leg import Direction
@@ -109,18 +109,31 @@ class CallRecordingFilters:
 
 
 class DialogRecordingFilters:
+    """``callId``: either call of the dialog. The calls' endpoints are not filters yet: refused
+    by name rather than ignored."""
+
     def __init__(
         self,
         dialogId: str | None = None,
         callsConfigurationId: str | None = None,
         applicationId: str | None = None,
         entityId: str | None = None,
+        callId: str | None = None,
+        callEndpointType: str | None = None,
+        callEndpointIdentifier: str | None = None,
         startTimeAfter: str | None = None,
         endTimeBefore: str | None = None,
         composition: bool | None = None,
     ) -> None:
+        for name, value in (
+            ("callEndpointType", callEndpointType),
+            ("callEndpointIdentifier", callEndpointIdentifier),
+        ):
+            if value is not None:
+                raise bad_request(name, "is not available yet as a filter of dialog recordings")
         self.query = RecordingQuery(
             dialogs=True,
+            call_id=callId,
             dialog_id=dialogId,
             calls_configuration_id=callsConfigurationId,
             application_id=applicationId,

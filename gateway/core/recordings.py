@@ -20,7 +20,7 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -35,7 +35,7 @@ from gateway.core.calls import (
     WrongState,
     order_key,
 )
-from gateway.core.dialogs import Dialog, DialogControl, DialogState
+from gateway.core.dialogs import Dialog, DialogControl, DialogQuery, DialogState
 from gateway.core.leg import Leg, LegState
 from gateway.core.ports import EventSink
 from gateway.core.views import (
@@ -110,11 +110,13 @@ class RecordingOptions:
 
 @dataclass(frozen=True)
 class RecordingQuery:
-    """The filters of ``GET /calls/1/recordings/calls`` (``dialogs`` False) and ``.../dialogs``."""
+    """The filters of ``GET /calls/1/recordings/calls`` (``dialogs`` False) and ``.../dialogs``
+    (where ``call_id`` is either call of the dialog, and becomes ``dialog_ids``)."""
 
     dialogs: bool = False
     call_id: str | None = None
     dialog_id: str | None = None
+    dialog_ids: tuple[str, ...] | None = None
     calls_configuration_id: str | None = None
     application_id: str | None = None
     entity_id: str | None = None
@@ -209,7 +211,17 @@ class RecordingControl:
     def find(
         self, query: RecordingQuery, offset: int, limit: int
     ) -> tuple[list[list[RecordingFile]], int]:
+        if query.dialogs and query.call_id is not None:
+            query = replace(query, call_id=None, dialog_ids=self._dialogs_of(query.call_id))
         return self._store.find(query, offset, limit)
+
+    def _dialogs_of(self, call_id: str) -> tuple[str, ...]:
+        """Every dialog the call was the parent or the child of."""
+        found: list[str] = []
+        for role in (DialogQuery(parent_call_id=call_id), DialogQuery(child_call_id=call_id)):
+            dialogs, _ = self._dialogs.query(role, 0, 1_000_000)
+            found += [dialog.id for dialog in dialogs]
+        return tuple(found)
 
     def of_call(self, call_id: str) -> list[RecordingFile]:
         return self._one(RecordingQuery(call_id=call_id), "Recording of call", call_id)

@@ -154,6 +154,8 @@ class SqlRecordingStore:
                 t.direction: query.direction,
             }
         )
+        if query.dialog_ids is not None:
+            conditions.append(t.dialog_id.in_(query.dialog_ids))
         if query.composition is not None:
             conditions.append(t.call_id.is_(None) if query.composition else t.call_id.is_not(None))
         conditions += time_range(
