@@ -5,6 +5,7 @@ request that is refused."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -16,7 +17,9 @@ import numpy as np
 import pytest
 
 from gateway.app import Gateway
+from gateway.core.bridging import MediaBridges
 from gateway.core.recordings import FileStatus, RecordingFile
+from gateway.media.plane import MediaPlane
 from gateway.media.recorder import HEADER_SIZE, Recorder, Track
 from gateway.store.recordings import SqlRecordingStore
 from gateway.testing.app import CALL_EVENTS, prepare_app
@@ -25,6 +28,7 @@ from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
 from tests.media.test_dialog_audio import run_ticks
 from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, SILENT, App, error_of
+from tests.test_media_paths import FakeCalls, sip_pair
 
 CALLS = "/calls/1/calls"
 DIALOGS = "/calls/1/dialogs"
@@ -647,6 +651,38 @@ def test_the_recorder_fills_gaps_and_picks_rows(tmp_path: Path):
     assert (pcm[1600:] == 1000).all()
     pcm, _ = read_wav(own)
     assert (pcm[:160] == 30000).all() and (pcm[160:] == 0).all()
+
+
+async def test_a_recording_keeps_time_while_its_legs_are_being_moved(tmp_path: Path):
+    """Tapped while a pair is on its way to bypass: no frames come until the re-INVITEs are
+    done and the pair is anchored again; the file has silence there, not a shorter timeline."""
+
+    class SlowCalls(FakeCalls):
+        async def redirect_media(self, leg_id: str, target: Any) -> Any:
+            await asyncio.sleep(0.15)  # a re-INVITE's round trip, each way
+            return await super().redirect_media(leg_id, target)
+
+    a, b = sip_pair()
+    plane = MediaPlane()
+    bridges = MediaBridges(SlowCalls(a, b), plane)  # type: ignore[arg-type]
+    try:
+        bridges.join("a", "b")  # moving to bypass: 0.3 s
+        recorder = Recorder([Track(tmp_path / "pair.wav")], lambda error: None)
+        began = time.monotonic()
+        bridges.tap("a", recorder)
+        await bridges.settled()  # to bypass, then back to the gateway for the tap
+        await asyncio.sleep(0.3)
+        recorder.stop()
+        elapsed = time.monotonic() - began
+        bridges.untap("a", recorder)
+        recorder.close()
+    finally:
+        await bridges.settled()
+        plane.close()
+    pcm, _ = read_wav(tmp_path / "pair.wav")
+    assert abs(seconds(pcm) - elapsed) < 0.1
+    assert (pcm[: int(0.2 * RATE)] == 0).all()  # while the legs were being moved
+    assert (pcm[-int(0.2 * RATE) :] == 4000).all()  # both legs, summed, once anchored
 
 
 def test_tap_cost_per_tick(tmp_path: Path):
