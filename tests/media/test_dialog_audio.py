@@ -139,11 +139,7 @@ async def test_two_sip_legs_with_one_codec_are_relayed_without_the_mixer(tmp_pat
         (caller.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 3.0)).tobytes())
         async with caller:
             parent = await caller.guard(world.received())
-            endpoint = {"type": "SIP", "username": "bob", "sipTrunkId": trunk["id"]}
-            body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
-            created = await world.api.post("/calls/1/dialogs", json=body)
-            assert created.status_code == 201, created.text
-            child = created.json()["childCall"]["id"]
+            child = await world.dialog(parent, trunk["id"])
             await caller.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent))
             assert not world.gateway.media.bridges  # relayed, not mixed
             packets = await caller.guard(echoed(world.api, parent, child))

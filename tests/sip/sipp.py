@@ -253,13 +253,8 @@ async def run_sipp(*args: Any, **kwargs: Any) -> SippResult:
 
 def sipp_settings(data_dir: Path, **overrides: Any) -> Settings:
     """SIPp answers only the first digest challenge, and only MD5: offer MD5 first."""
-    return fast_settings(
-        data_dir,
-        sip_digest_algorithms="MD5,SHA-256",
-        sip_tls_cert=CERT,
-        sip_tls_key=KEY,
-        **overrides,
-    )
+    defaults = {"sip_digest_algorithms": "MD5,SHA-256", "sip_tls_cert": CERT, "sip_tls_key": KEY}
+    return fast_settings(data_dir, **(defaults | overrides))
 
 
 @dataclass
@@ -336,6 +331,14 @@ class World:
     async def answer(self, call_id: str) -> None:
         response = await self.api.post(f"/calls/1/calls/{call_id}/answer", json={})
         assert response.status_code == 200, response.text
+
+    async def dialog(self, parent: str, trunk_id: str, user: str = "bob") -> str:
+        """A dialog from the call ``parent`` to ``user`` behind a SIP trunk: its child's id."""
+        endpoint = {"type": "SIP", "username": user, "sipTrunkId": trunk_id}
+        body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
+        created = await self.api.post("/calls/1/dialogs", json=body)
+        assert created.status_code == 201, created.text
+        return created.json()["childCall"]["id"]
 
     async def hangup(self, call_id: str, error_code: str | None = None) -> None:
         body = {"errorCode": error_code} if error_code else {}

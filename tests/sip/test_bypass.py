@@ -16,22 +16,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from gateway.app import Gateway
 from gateway.core.bridging import MediaPath
 from gateway.core.calls import MEDIA_CHANGED
 from gateway.core.leg import Leg
-from gateway.testing.app import prepare_app
 from gateway.testing.audio import dominant_frequency, read_wav
-from gateway.testing.webhook_recorder import WebhookRecorder
-from tests.conftest import API_KEY, fast_settings
 from tests.media.test_dialog_audio import rtp_packets
 from tests.sip.baresip import BARESIP, Account, Baresip
-from tests.sip.sipp import DID as SIPP_DID
-from tests.sip.sipp import SIPP, Sipp, free_udp_port, running_world
-from tests.sip.test_reinvite import invites, received
+from tests.sip.sipp import DID, SIPP, Sipp, World, free_udp_port, running_world
+from tests.sip.test_reinvite import invites, received, sipp_media_port, uas
 from trunks.sip import sdp
 from trunks.sip.message import SipMessage, SipRequest
 from trunks.sip.transport import Peer
@@ -39,22 +34,23 @@ from trunks.sip.transport import Peer
 needs_baresip = pytest.mark.skipif(BARESIP is None, reason="baresip is not on PATH")
 needs_sipp = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed")
 
-CONFIG = "bypass-config"
-DID = "441134960100"
 CALLER_TONE, CALLEE_TONE = 1000, 440
 
 
 @dataclass
-class World:
-    gateway: Gateway
-    api: httpx.AsyncClient
-    recorder: WebhookRecorder
+class Phones:
+    """Two baresips, each on a REGISTERED trunk of its own, in front of one gateway."""
+
+    world: World
     caller: Baresip
     callee: Baresip
     callee_trunk: str
-    tmp_path: Path
     # Each re-INVITE the gateway sent, by the SIP port of the endpoint it went to.
     reinvites: dict[int, list[sdp.SessionDescription]] = field(default_factory=dict)
+
+    @property
+    def gateway(self) -> Gateway:
+        return self.world.gateway
 
     def spy_on_reinvites(self) -> None:
         transport = self.gateway.sip.endpoint.transport
@@ -69,31 +65,18 @@ class World:
 
     async def call_through_a_dialog(self) -> tuple[str, str]:
         """The caller dials our number; the app makes a dialog to the callee; both answered."""
-        dialled = await self.caller.command("dial", f"sip:{DID}@127.0.0.1:{self.sip_port}")
+        dialled = await self.caller.command("dial", f"sip:{DID}@{self.world.remote}")
         assert dialled["ok"], dialled
-        received = await self.recorder.wait_for(types=["CALL_RECEIVED"], timeout=10)
-        parent = received[-1]["callId"]
-        endpoint = {"type": "SIP", "username": self.callee.account.user,
-                    "sipTrunkId": self.callee_trunk}  # fmt: skip
-        body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
-        created = await self.api.post("/calls/1/dialogs", json=body)
-        assert created.status_code == 201, created.text
-        child = created.json()["childCall"]["id"]
-        await self.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent, timeout=10)
+        parent = await self.world.received()
+        child = await self.world.dialog(parent, self.callee_trunk, self.callee.account.user)
+        await self.world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
         await self.callee.wait_event("CALL_ESTABLISHED")
         await self.caller.wait_event("CALL_ESTABLISHED")
         return parent, child
 
-    @property
-    def sip_port(self) -> int:
-        return self.gateway.settings.sip_port
-
-    async def path_becomes(self, parent: str, child: str, path: MediaPath) -> None:
-        await path_becomes(self.gateway, parent, child, path)
-
     async def packets(self, *legs: str) -> dict[str, float]:
         """The gateway's RTP packet counters of the legs, in and out."""
-        counters = rtp_packets((await self.api.get("/metrics")).text)
+        counters = rtp_packets((await self.world.api.get("/metrics")).text)
         return {
             f"{leg} {direction}": counters.get(f'call_id="{leg}",direction="{direction}"', 0)
             for leg in legs
@@ -110,46 +93,28 @@ async def path_becomes(gateway: Gateway, parent: str, child: str, path: MediaPat
     assert gateway.bridges.path(parent, child) is path
 
 
-async def phone(
-    stack: AsyncExitStack, api: httpx.AsyncClient, tmp_path: Path, name: str, tone: int, port: int
-) -> tuple[Baresip, str]:
+async def phone(stack: AsyncExitStack, world: World, name: str, tone: int) -> tuple[Baresip, str]:
     """A registered trunk of its own and a baresip on it sending ``tone`` and recording."""
-    trunk = {"type": "REGISTERED", "name": name, "channelLimit": 10,
-             "billingPackage": {"packageType": "METERED"}}  # fmt: skip
-    created = await api.post("/calls/1/sip-trunks", json=trunk)
-    assert created.status_code == 202, created.text
-    body = created.json()
-    account = Account(body["username"], body["password"], f"127.0.0.1:{port}")
-    started = Baresip.start(tmp_path / name, account, record=True, tone=tone)
+    trunk = await world.registered_trunk(name)
+    account = Account(trunk["username"], trunk["password"], world.remote)
+    started = Baresip.start(world.tmp / name, account, record=True, tone=tone)
     baresip = await stack.enter_async_context(started)
     await baresip.wait_registered()
-    return baresip, body["id"]
+    return baresip, trunk["id"]
 
 
 @pytest.fixture
-async def world(tmp_path: Path) -> AsyncIterator[World]:
-    settings = fast_settings(tmp_path / "data", sip_digest_algorithms="MD5")
-    gateway = Gateway.build(settings)
-    await gateway.start()
-    try:
-        async with (
-            AsyncExitStack() as stack,
-            WebhookRecorder() as recorder,
-            httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=gateway.api),
-                base_url="http://gateway",
-                headers={"Authorization": f"App {API_KEY}"},
-            ) as api,
-        ):
-            await prepare_app(api, recorder.url, CONFIG, numbers=[DID])
-            port = settings.sip_port
-            caller, _ = await phone(stack, api, tmp_path, "caller", CALLER_TONE, port)
-            callee, callee_trunk = await phone(stack, api, tmp_path, "callee", CALLEE_TONE, port)
-            world = World(gateway, api, recorder, caller, callee, callee_trunk, tmp_path)
-            world.spy_on_reinvites()
-            yield world
-    finally:
-        await gateway.stop()
+async def phones(tmp_path: Path) -> AsyncIterator[Phones]:
+    # baresip answers MD5 challenges only, and none that offers another algorithm beside it.
+    async with (
+        running_world(tmp_path, sip_digest_algorithms="MD5") as world,
+        AsyncExitStack() as stack,
+    ):
+        caller, _ = await phone(stack, world, "caller", CALLER_TONE)
+        callee, callee_trunk = await phone(stack, world, "callee", CALLEE_TONE)
+        phones = Phones(world, caller, callee, callee_trunk)
+        phones.spy_on_reinvites()
+        yield phones
 
 
 def heard(phone: Baresip, seconds: float) -> float:
@@ -161,72 +126,77 @@ def heard(phone: Baresip, seconds: float) -> float:
     return dominant_frequency(pcm[-int(seconds * rate) :], rate)
 
 
-async def hang_up(world: World, parent: str, child: str) -> None:
+async def hang_up(phones: Phones, parent: str, child: str) -> None:
     """The caller hangs up: both legs end, nothing of theirs is left in the gateway."""
-    hung_up = await world.caller.command("hangup")
+    hung_up = await phones.caller.command("hangup")
     assert hung_up["ok"], hung_up
     for leg in (parent, child):
-        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=leg, timeout=10)
-    await world.callee.wait_event("CALL_CLOSED")
+        await phones.world.recorder.wait_for(types=["CALL_FINISHED"], call_id=leg)
+    await phones.callee.wait_event("CALL_CLOSED")
     async with asyncio.timeout(5):
-        await world.gateway.bridges.settled()
-    assert world.gateway.bridges.path(parent, child) is None
-    assert world.gateway.sip.endpoint.session_count == 0
-    assert len(world.gateway.rtp_sessions) == 0
-    # The tasks that moved the endpoints are done too, and no redirect is left waiting.
-    leftovers = [task for task in asyncio.all_tasks() if "redirect" in repr(task.get_coro())]
+        await phones.gateway.bridges.settled()
+    assert phones.gateway.bridges.path(parent, child) is None
+    assert phones.gateway.sip.endpoint.session_count == 0
+    assert len(phones.gateway.rtp_sessions) == 0
+    # No task of the bridges, the adapter or a session is left (moving media, waiting).
+    owners = ("MediaBridges.", "SipTrunkAdapter.", "InviteSession.")
+    leftovers = [
+        task
+        for task in asyncio.all_tasks()
+        if getattr(task.get_coro(), "__qualname__", "").startswith(owners)
+    ]
     assert leftovers == []
 
 
 @needs_baresip
-async def test_two_sip_endpoints_talk_past_the_gateway(world: World):
-    parent, child = await world.call_through_a_dialog()
-    await world.path_becomes(parent, child, MediaPath.BYPASS)
+async def test_two_sip_endpoints_talk_past_the_gateway(phones: Phones):
+    parent, child = await phones.call_through_a_dialog()
+    await path_becomes(phones.gateway, parent, child, MediaPath.BYPASS)
 
     # Each endpoint was re-INVITEd towards the other's own RTP address and port.
-    calls = world.gateway.calls
-    for endpoint, other in ((world.caller, child), (world.callee, parent)):
+    calls = phones.gateway.calls
+    for endpoint, other in ((phones.caller, child), (phones.callee, parent)):
         native = calls.native_media(other)
         assert native is not None
-        [offer] = world.reinvites[endpoint.sip_port]
+        [offer] = phones.reinvites[endpoint.sip_port]
         [audio] = offer.media
         assert (audio.connection, audio.port) == (native.address, native.port)
         assert audio.codecs[0].payload_type == native.payload_type
 
     # They talk: nothing goes through the gateway over the window, yet each hears the other.
-    before = await world.packets(parent, child)
+    before = await phones.packets(parent, child)
     await asyncio.sleep(2.5)  # the measurement window
-    assert await world.packets(parent, child) == before
-    await hang_up(world, parent, child)  # right away: their recordings end with the window
-    assert abs(heard(world.callee, 2.0) - CALLER_TONE) < 10
-    assert abs(heard(world.caller, 2.0) - CALLEE_TONE) < 10
+    assert await phones.packets(parent, child) == before
+    await hang_up(phones, parent, child)  # right away: their recordings end with the window
+    assert abs(heard(phones.callee, 2.0) - CALLER_TONE) < 10
+    assert abs(heard(phones.caller, 2.0) - CALLEE_TONE) < 10
 
 
 @needs_baresip
-async def test_endpoints_brought_back_are_relayed_again(world: World):
+async def test_endpoints_brought_back_are_relayed_again(phones: Phones):
     """Bypass first; then the gateway takes the media back (re-INVITEs to its own address):
     its RTP sessions latch on the returning endpoints and relay them to each other."""
-    parent, child = await world.call_through_a_dialog()
-    await world.path_becomes(parent, child, MediaPath.BYPASS)
-    world.gateway.bridges.bypass = False
-    world.gateway.bridges.join(parent, child)  # re-pick: back through the gateway
-    await world.path_becomes(parent, child, MediaPath.RELAY)
-    for endpoint in (world.caller, world.callee):
-        [_, back] = world.reinvites[endpoint.sip_port]
+    parent, child = await phones.call_through_a_dialog()
+    await path_becomes(phones.gateway, parent, child, MediaPath.BYPASS)
+    phones.gateway.bridges.bypass = False
+    phones.gateway.bridges.join(parent, child)  # re-pick: back through the gateway
+    await path_becomes(phones.gateway, parent, child, MediaPath.RELAY)
+    for endpoint in (phones.caller, phones.callee):
+        [_, back] = phones.reinvites[endpoint.sip_port]
         assert (back.media[0].connection, back.media[0].port) == (
             "127.0.0.1",
-            world.gateway.calls.media_port(
-                parent if endpoint is world.caller else child
+            phones.gateway.calls.media_port(
+                parent if endpoint is phones.caller else child
             ).session.local_port,
         )
 
-    before = await world.packets(parent, child)
+    before = await phones.packets(parent, child)
     await asyncio.sleep(2.5)  # the measurement window: 125 packets each way at 20 ms
-    after = await world.packets(parent, child)
+    after = await phones.packets(parent, child)
     assert all(after[key] - before[key] > 100 for key in before), (before, after)
-    await hang_up(world, parent, child)
-    assert abs(heard(world.callee, 2.0) - CALLER_TONE) < 10
-    assert abs(heard(world.caller, 2.0) - CALLEE_TONE) < 10
+    await hang_up(phones, parent, child)
+    assert abs(heard(phones.callee, 2.0) - CALLER_TONE) < 10
+    assert abs(heard(phones.caller, 2.0) - CALLEE_TONE) < 10
 
 
 def media_ports(messages: list[str]) -> list[int]:
@@ -236,7 +206,7 @@ def media_ports(messages: list[str]) -> list[int]:
 
 @needs_sipp
 async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(tmp_path: Path):
-    callee = Sipp("uas_bypass_hold", tmp_path, timeout=30, options=["-mp", str(free_udp_port())])
+    callee = uas("uas_bypass_hold", tmp_path)
     async with running_world(tmp_path) as world, callee:
         trunk = await world.static_trunk(
             source_hosts=["127.0.0.1"], destination_hosts=[f"127.0.0.1:{callee.port}"]
@@ -249,15 +219,11 @@ async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(t
 
         world.gateway.calls.observe(on_event)
         caller_port = free_udp_port()
-        options = ["-s", SIPP_DID, "-mp", str(caller_port)]
+        options = ["-s", DID, "-mp", str(caller_port)]
         caller = Sipp("uac_bypass_hold", tmp_path, remote=world.remote, timeout=30, options=options)
         async with caller:
             parent = await caller.guard(world.received())
-            endpoint = {"type": "SIP", "username": "bob", "sipTrunkId": trunk["id"]}
-            body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
-            created = await world.api.post("/calls/1/dialogs", json=body)
-            assert created.status_code == 201, created.text
-            child = created.json()["childCall"]["id"]
+            child = await world.dialog(parent, trunk["id"])
             for path in (MediaPath.BYPASS, MediaPath.RELAY, MediaPath.BYPASS):
                 await caller.guard(path_becomes(world.gateway, parent, child, path))
             caller_result = await caller.wait()
@@ -265,15 +231,17 @@ async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(t
     caller_result.assert_ok()
     callee_result.assert_ok()
     assert changed == [parent, parent]  # the hold and the resume, nothing else
-    callee_port = int(callee.argv[callee.argv.index("-mp") + 1])
+    callee_port = sipp_media_port(callee)
     # The caller: bypassed to the callee, brought back to the gateway, bypassed again.
     bypassed, anchored, again = media_ports(invites(caller_result))
     assert bypassed == again == callee_port != anchored
-    # Its hold was answered for the callee (its port, recvonly: the scenario checks that).
-    [hold_answer] = [
-        answer for answer in received(caller_result, "SIP/2.0 200 OK") if "CSeq: 2 INVITE" in answer
-    ]
-    assert media_ports([hold_answer]) == [callee_port]
+    # Its refresh and its hold were answered for the callee (its port; the hold recvonly, as
+    # the scenario checks), and only the hold and the resume changed its media (above).
+    answers = {
+        answer.split("CSeq: ")[1].split("\n")[0].strip(): answer
+        for answer in received(caller_result, "SIP/2.0 200 OK")
+    }
+    assert media_ports([answers["2 INVITE"], answers["3 INVITE"]]) == [callee_port] * 2
     # The callee: the gateway's offer, then the same moves towards the caller (and maybe a
     # last one back to the gateway, as the dialog ends: see bridging.MediaBridges.part).
     initial, bypassed, anchored, again, *_ = media_ports(invites(callee_result))

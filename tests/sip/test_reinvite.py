@@ -15,6 +15,7 @@ import pytest
 from gateway.core.ports import MediaRedirectFailed
 from gateway.media.port import NativeMedia
 from tests.sip.sipp import SIPP, Sipp, SippResult, World, free_udp_port, outcome, running_world
+from trunks.sip import transaction
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed (make system-deps)")
 
@@ -155,18 +156,6 @@ async def test_their_re_invite_while_ours_is_pending_gets_491(world: World, tmp_
     result.assert_ok()
 
 
-async def test_a_bye_while_our_re_invite_is_pending(world: World, tmp_path: Path):
-    """SIPp hangs up instead of answering the re-INVITE: the redirect fails at once with the
-    session's end, the call is FINISHED by the endpoint."""
-    async with uas("uas_reinvite_bye", tmp_path) as sipp:
-        call_id = await answered_call(world, sipp)
-        with pytest.raises(MediaRedirectFailed, match="ended"):
-            await sipp.guard(world.gateway.calls.redirect_media(call_id, TARGET))
-        result = await sipp.wait()
-    result.assert_ok()
-    assert outcome(await world.sequence(call_id)) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
-
-
 async def test_a_bye_while_waiting_out_glare_leaves_no_timer(world: World, tmp_path: Path):
     """491, then SIPp hangs up during the back-off: the redirect fails before the retry was
     due, and no retry timer is left on the loop."""
@@ -185,4 +174,24 @@ async def test_a_bye_while_waiting_out_glare_leaves_no_timer(world: World, tmp_p
         if not handle.cancelled() and "_retry_reinvite" in repr(handle)
     ]
     assert retries == []
+    assert outcome(await world.sequence(call_id)) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")
+
+
+@pytest.mark.parametrize(
+    ("scenario", "error"),
+    [("uas_reinvite_bye", "the session ended"), ("uas_reinvite_silent", "408 Request Timeout")],
+)
+async def test_a_re_invite_the_endpoint_never_answers_ends_with_the_call(
+    world: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, scenario: str, error: str
+):
+    """SIPp hangs up instead of answering (then ends the re-INVITE with 487), or never answers
+    at all, so that the transaction times out (64 x T1, shortened here) and the dialog is over
+    (§14.1): either way the redirect fails with why, and the call ends."""
+    monkeypatch.setattr(transaction, "T1", 0.02)
+    async with uas(scenario, tmp_path) as sipp:
+        call_id = await answered_call(world, sipp)
+        with pytest.raises(MediaRedirectFailed, match=error):
+            await sipp.guard(world.gateway.calls.redirect_media(call_id, TARGET))
+        result = await sipp.wait()
+    result.assert_ok()
     assert outcome(await world.sequence(call_id)) == ("FINISHED", "NORMAL_HANGUP", "ENDPOINT")

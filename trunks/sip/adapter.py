@@ -391,13 +391,14 @@ class SipTrunkAdapter:
 
         def offer() -> bytes:  # asked again if glare makes the session retry
             sent.append(
-                sdp.propose_offer(
+                sdp.make_offer(
                     towards.address,
                     towards.port,
                     sdp_codecs(towards),
                     towards.ptime,
                     towards.direction,
                     session=media.state,
+                    commit=False,
                 )
             )
             return sent[-1].serialize()

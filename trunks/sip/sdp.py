@@ -397,25 +397,10 @@ def make_offer(
     *,
     session: SessionState,
     rtcp_mux: bool = False,
+    commit: bool = True,
 ) -> SessionDescription:
-    """An initial offer (or a re-offer) with one RTP/AVP audio stream."""
-    return session.commit(
-        propose_offer(address, port, codecs, ptime, direction, session=session, rtcp_mux=rtcp_mux)
-    )
-
-
-def propose_offer(
-    address: str,
-    port: int,
-    codecs: Sequence[Codec],
-    ptime: int | None = 20,
-    direction: Direction = "sendrecv",
-    *,
-    session: SessionState,
-    rtcp_mux: bool = False,
-) -> SessionDescription:
-    """Like :func:`make_offer`, but not committed to ``session``: a re-INVITE's offer, which
-    counts only once its answer came (:meth:`SessionState.commit`)."""
+    """An initial offer (or a re-offer) with one RTP/AVP audio stream. Without ``commit`` it
+    is only proposed: a re-INVITE's offer counts once answered (:meth:`SessionState.commit`)."""
     if all(codec.is_auxiliary for codec in codecs):
         raise SdpError("an offer needs at least one voice codec")
     media = MediaDescription(
@@ -428,7 +413,8 @@ def propose_offer(
         direction=direction,
         rtcp_mux=rtcp_mux,
     )
-    return session.propose(_our_session(session, address, media))
+    offer = session.propose(_our_session(session, address, media))
+    return session.commit(offer) if commit else offer
 
 
 def answer(
