@@ -270,3 +270,27 @@ async def test_a_tapped_leg_alone_is_mixed_alone_and_joins_its_partner_later(pla
     (alone_again,) = plane.bridges  # the tap keeps hearing a
     alone_again.tick()
     assert seen[-1] == ("a",)
+
+
+async def test_a_tap_removed_while_endpoints_move_is_fed_no_more(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    seen: list[int] = []
+
+    def tap(legs, frames):
+        seen.append(len(legs))
+
+    bridges.tap("a", tap)
+    bridges.tap("b", tap)  # the same tap on both legs is fed once per tick
+    (bridge,) = plane.bridges
+    bridge.tick()
+    assert seen == [2]
+    bridges.untap("a", tap)
+    bridges.untap("b", tap)  # the re-anchoring re-INVITEs are still on their way
+    bridge.tick()
+    assert seen == [2]
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS

@@ -128,8 +128,9 @@ class MediaBridges:
             return
         if len(group.legs) == 1 and not taps:
             self._dissolve(frozenset(group.legs))
-        else:
-            self._repick(group)
+            return
+        self._feed_taps(group)  # at once, even if the path is re-picked only later
+        self._repick(group)
 
     def path(self, *leg_ids: str) -> MediaPath | None:
         """The path the legs' audio takes now (None: not joined)."""
@@ -173,7 +174,16 @@ class MediaBridges:
         return group
 
     def _tapped(self, group: _Group) -> list[FrameTap]:
-        return [tap for leg_id in group.legs for tap in self._taps.get(leg_id, [])]
+        """The group's taps, each once (one tap may be on both legs)."""
+        taps = (tap for leg_id in group.legs for tap in self._taps.get(leg_id, []))
+        return list(dict.fromkeys(taps))
+
+    def _feed_taps(self, group: _Group) -> None:
+        if group.bridge is not None:
+            legs = group.legs
+            group.bridge.taps[:] = [
+                lambda frames, tap=tap: tap(legs, frames) for tap in self._tapped(group)
+            ]
 
     def _wanted(self, group: _Group, ports: list[MediaPort]) -> MediaPath:
         if self._tapped(group) or len(ports) != 2:
@@ -222,10 +232,7 @@ class MediaBridges:
         self._stop_relay(group)
         if group.bridge is None:
             group.bridge = self._plane.bridge(*ports)
-        legs = group.legs
-        group.bridge.taps[:] = [
-            lambda frames, tap=tap: tap(legs, frames) for tap in self._tapped(group)
-        ]
+        self._feed_taps(group)
         group.path = MediaPath.MIX
 
     def _relay(self, group: _Group, ports: list[MediaPort]) -> None:

@@ -583,7 +583,8 @@ def dialog_view(dialog: Dialog, parent: Leg | None, child: Leg | None) -> dict[s
 
 
 def dialog_log_view(dialog: Dialog) -> dict[str, Any]:
-    """``DialogLogResponse`` (no ``recording``: dialogs are not recorded yet)."""
+    """``DialogLogResponse``, without ``recording``: a dialog's files are listed by
+    ``GET /calls/1/recordings/dialogs/{dialogId}``."""
     return _compact(
         {
             "dialogId": dialog.id,
