@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from gateway.core.bridging import MediaBridges, MediaPath
-from gateway.core.calls import MEDIA_CHANGED
+from gateway.core.calls import JOINING_CONFERENCE, MEDIA_CHANGED
 from gateway.core.leg import LegState
 from gateway.core.ports import MediaRedirectFailed
 from gateway.media.plane import MediaPlane
@@ -65,13 +65,21 @@ class FakeCalls:
         self.legs = {leg.id: leg for leg in legs}
         self.redirects: list[tuple[str, NativeMedia | None]] = []
         self._observers: list[Callable] = []
+        self._before: list[Callable] = []
 
     def observe(self, observer: Callable) -> None:
         self._observers.append(observer)
 
+    def observe_before(self, observer: Callable) -> None:
+        self._before.append(observer)
+
     def emit(self, leg_id: str, event: str) -> None:
         for observer in self._observers:
             observer(self.legs[leg_id], event)
+
+    def tell_before(self, leg_id: str, change: str) -> None:
+        for observer in self._before:
+            observer(self.legs[leg_id], change)
 
     def live(self, leg_id: str) -> FakeLeg | None:
         leg = self.legs.get(leg_id)
@@ -235,7 +243,8 @@ async def test_a_new_address_while_bypassed_is_given_to_the_other_endpoint(plane
     assert bridges.path("a", "b") is MediaPath.BYPASS
 
 
-async def test_the_leg_left_when_a_bypassed_dialog_parts_comes_back_to_the_gateway(plane):
+@pytest.mark.parametrize("need", ["tapped", "conference"])
+async def test_the_leg_left_by_a_bypassed_dialog_comes_back_when_its_media_is_needed(plane, need):
     a, b = sip_pair()
     calls = FakeCalls(a, b)
     bridges = MediaBridges(calls, plane)
@@ -244,8 +253,42 @@ async def test_the_leg_left_when_a_bypassed_dialog_parts_comes_back_to_the_gatew
     b.state = LegState.FINISHED
     calls.emit("b", "CALL_FINISHED")
     await bridges.settled()
-    assert calls.redirects[2:] == [("a", None)]
     assert bridges.path("a", "b") is None
+    assert calls.redirects[2:] == []  # no re-INVITE for a call that may be hung up next
+    if need == "tapped":
+        bridges.tap("a", lambda legs, frames: None)
+    else:
+        calls.tell_before("a", JOINING_CONFERENCE)
+    await bridges.settled()
+    assert calls.redirects[2:] == [("a", None)]
+
+
+async def test_a_leg_left_by_a_bypassed_dialog_is_moved_straight_to_its_next_partner(plane):
+    a, b = sip_pair()
+    c = FakeLeg("c", port=FakePort("pcmu", 5000), native=replace(PCMU_B, port=40004))
+    calls = FakeCalls(a, b, c)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    b.state = LegState.FINISHED
+    calls.emit("b", "CALL_FINISHED")
+    bridges.join("a", "c")
+    await bridges.settled()
+    assert calls.redirects[2:] == [("a", c.native), ("c", PCMU_A)]
+    assert bridges.path("a", "c") is MediaPath.BYPASS
+
+
+async def test_parting_while_the_endpoints_move_leaves_no_one_forgotten(plane):
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    bridges.part("a", "b")  # the re-INVITEs are on their way
+    await bridges.settled()
+    assert calls.redirects == [("a", PCMU_B), ("b", PCMU_A)]
+    bridges.tap("b", lambda legs, frames: None)  # b still points at a: it is brought back
+    await bridges.settled()
+    assert calls.redirects[2:] == [("b", None)]
 
 
 async def test_a_tapped_leg_alone_is_mixed_alone_and_joins_its_partner_later(plane):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from gateway.core.calls import MEDIA_CHANGED, CallControl
+from gateway.core.calls import JOINING_CONFERENCE, MEDIA_CHANGED, CallControl
 from gateway.core.leg import Leg, LegState
 from gateway.core.ports import MediaRedirectFailed
 from gateway.media.plane import Bridge, MediaPlane
@@ -50,10 +50,7 @@ class _Group:
     path: MediaPath | None = None
     bridge: Bridge | None = None
     relay: list[RelayablePort] = field(default_factory=list)
-    # Where each endpoint sends its RTP when not to the gateway: the other's native media.
-    redirected: dict[str, NativeMedia] = field(default_factory=dict)
-    task: asyncio.Task[None] | None = None
-    again: bool = False  # asked to re-pick while the endpoints were being moved
+    task: asyncio.Task[None] | None = None  # endpoints being moved; it re-picks when done
     no_bypass: bool = False  # an endpoint refused to be moved: stay in the path
 
 
@@ -64,8 +61,14 @@ class MediaBridges:
         self.bypass = bypass
         self._groups: dict[frozenset[str], _Group] = {}
         self._taps: dict[str, list[FrameTap]] = {}
+        # Where an endpoint sends its RTP when not to the gateway (leg id → native media of
+        # the endpoint it was pointed at). Kept per leg, not per pair: a leg whose pair parted
+        # keeps pointing where it was until its media is needed again (tapped, joined,
+        # conferenced), so a leg about to be hung up gets no re-INVITE before its BYE.
+        self._redirected: dict[str, NativeMedia] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         calls.observe(self._on_event)
+        calls.observe_before(self._before_change)
 
     # -- what the core asks -----------------------------------------------------------------
 
@@ -85,22 +88,18 @@ class MediaBridges:
         return True
 
     def part(self, *leg_ids: str) -> None:
-        """The legs stop hearing each other. An endpoint still live that was sending to the
-        other is brought back to the gateway; a leg still tapped keeps its audio alone."""
+        """The legs stop hearing each other; a leg still tapped keeps its audio alone."""
         group = self._dissolve(frozenset(leg_ids))
         if group is None:
             return
         for leg_id in group.legs:
-            if self._calls.live(leg_id) is None:
-                continue
-            if leg_id in group.redirected:
-                self._track(self._anchor(leg_id))
-            if self._taps.get(leg_id):
+            if self._taps.get(leg_id) and self._calls.live(leg_id) is not None:
                 self._solo(leg_id)
 
     def part_all(self, leg_id: str) -> None:
         """A leg ended: every bridge or relay it was in is dissolved, its taps dropped."""
         self._taps.pop(leg_id, None)
+        self._redirected.pop(leg_id, None)
         for key in [key for key in self._groups if leg_id in key]:
             self.part(*key)
 
@@ -143,6 +142,11 @@ class MediaBridges:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- reacting to the legs ---------------------------------------------------------------
+
+    def _before_change(self, leg: Leg, change: str) -> None:
+        """A conference mixes its calls: one still sending elsewhere comes back first."""
+        if change == JOINING_CONFERENCE and leg.id in self._redirected:
+            self._track(self._anchor(leg.id))
 
     def _on_event(self, leg: Leg, event: str) -> None:
         if event in ("CALL_FINISHED", "CALL_FAILED"):
@@ -204,8 +208,7 @@ class MediaBridges:
 
     def _repick(self, group: _Group) -> None:
         if group.task is not None:
-            group.again = True  # the endpoints are being moved: look again when they are
-            return
+            return  # the endpoints are being moved: the move re-picks when they are
         ports = [self._calls.media_port(leg_id) for leg_id in group.legs]
         if any(port is None for port in ports):
             return
@@ -214,13 +217,13 @@ class MediaBridges:
             self._mix(group, ports)  # type: ignore[arg-type]
         else:  # relay also carries the audio while the endpoints move to and from bypass
             self._relay(group, ports)  # type: ignore[arg-type]
-        desired: dict[str, NativeMedia] = {}
+        desired: dict[str, NativeMedia | None] = dict.fromkeys(group.legs)
         if wanted is MediaPath.BYPASS:
             first, second = group.legs
             desired = {first: self._native(second), second: self._native(first)}
-        if desired != group.redirected:
+        if any(self._redirected.get(leg_id) != target for leg_id, target in desired.items()):
             group.task = self._track(self._move(group, desired))
-        elif desired:
+        elif wanted is MediaPath.BYPASS:
             group.path = MediaPath.BYPASS
 
     def _native(self, leg_id: str) -> NativeMedia:
@@ -251,39 +254,39 @@ class MediaBridges:
             port.stop_relay()
         group.relay = []
 
-    async def _move(self, group: _Group, desired: dict[str, NativeMedia]) -> None:
+    async def _move(self, group: _Group, desired: dict[str, NativeMedia | None]) -> None:
         """Re-INVITE the endpoints: to each other (bypass) or back to the gateway. The relay
         carries the audio meanwhile, so nothing is lost while they move."""
         try:
-            for leg_id in group.legs:
-                target = desired.get(leg_id)
-                if group.redirected.get(leg_id) == target:
+            for leg_id, target in desired.items():
+                if self._redirected.get(leg_id) == target or self._calls.live(leg_id) is None:
                     continue
                 await self._calls.redirect_media(leg_id, target)
                 if target is None:
-                    group.redirected.pop(leg_id, None)
+                    self._redirected.pop(leg_id, None)
                 else:
-                    group.redirected[leg_id] = target
-            log.info("legs %s: media %s", list(group.legs), "bypassed" if desired else "anchored")
+                    self._redirected[leg_id] = target
+            moved = "bypassed" if any(desired.values()) else "anchored"
+            log.info("legs %s: media %s", list(group.legs), moved)
         except MediaRedirectFailed as error:
             log.warning("legs %s: moving media failed, staying in the path: %s", group.legs, error)
             group.no_bypass = True
-            for leg_id in list(group.redirected):  # best effort: everyone back to the gateway
-                await self._anchor(leg_id)
-            group.redirected.clear()
+            for leg_id in group.legs:  # best effort: everyone back to the gateway
+                if leg_id in self._redirected:
+                    await self._anchor(leg_id)
         finally:
             group.task = None
-            group.again = False
         if self._groups.get(frozenset(group.legs)) is group:
             self._repick(group)
 
-    async def _anchor(self, leg_id: str) -> bool:
+    async def _anchor(self, leg_id: str) -> None:
+        """Bring an endpoint's RTP back to the gateway; it is forgotten either way (an
+        endpoint that refuses this is not asked again)."""
         try:
             await self._calls.redirect_media(leg_id, None)
-            return True
         except MediaRedirectFailed as error:
             log.warning("call %s: media could not be brought back: %s", leg_id, error)
-            return False
+        self._redirected.pop(leg_id, None)
 
     def _track(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)
