@@ -2,7 +2,9 @@
 dialog with a SIP callee, and once both have answered the gateway re-INVITEs each endpoint to
 send its RTP straight to the other. Two baresips, each sending its own tone (ausine) and
 recording what it hears (sndfile): they hear each other while the gateway's RTP counters stand
-still; brought back to the gateway, its counters move again and they still hear each other.
+still; brought back to the gateway, its counters move again and they still hear each other;
+recording the dialog pulls the media back in (the file holds both tones) and stopping it
+releases the media to bypass.
 And two SIPps: a hold while bypassed reaches the core as MEDIA_CHANGED and takes the pair back
 through the gateway (relay); the resume bypasses it again."""
 
@@ -22,7 +24,7 @@ from gateway.app import Gateway
 from gateway.core.bridging import MediaPath
 from gateway.core.calls import MEDIA_CHANGED
 from gateway.core.leg import Leg
-from gateway.testing.audio import dominant_frequency, read_wav
+from gateway.testing.audio import dominant_frequency, read_wav, tone_level
 from tests.media.test_dialog_audio import rtp_packets
 from tests.sip.baresip import BARESIP, Account, Baresip
 from tests.sip.sipp import DID, SIPP, Sipp, World, free_udp_port, running_world
@@ -197,6 +199,67 @@ async def test_endpoints_brought_back_are_relayed_again(phones: Phones):
     await hang_up(phones, parent, child)
     assert abs(heard(phones.callee, 2.0) - CALLER_TONE) < 10
     assert abs(heard(phones.caller, 2.0) - CALLEE_TONE) < 10
+
+
+async def window(phones: Phones, *legs: str, seconds: float = 1.5) -> dict[str, float]:
+    """How many RTP packets the gateway counted for the legs over a measurement window."""
+    before = await phones.packets(*legs)
+    await asyncio.sleep(seconds)  # the measurement window
+    after = await phones.packets(*legs)
+    return {key: after[key] - before[key] for key in before}
+
+
+async def recorded_file(phones: Phones, dialog_id: str) -> bytes:
+    """The dialog's composed file, once it is ready."""
+    path = f"/calls/1/recordings/dialogs/{dialog_id}"
+    async with asyncio.timeout(10):
+        while True:
+            response = await phones.world.api.get(path)
+            if response.status_code == 200 and response.json().get("composedFiles"):
+                break
+            await asyncio.sleep(0.05)
+    (file,) = response.json()["composedFiles"]
+    download = await phones.world.api.get(f"/calls/1/recordings/files/{file['id']}")
+    assert download.status_code == 200, download.text
+    return download.content
+
+
+@needs_baresip
+async def test_recording_pulls_a_bypassed_dialog_in_and_stopping_releases_it(phones: Phones):
+    parent, child = await phones.call_through_a_dialog()
+    gateway = phones.gateway
+    await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    assert set((await window(phones, parent, child)).values()) == {0}
+
+    dialog_id = gateway.calls.get(child).dialog_id
+    actions = f"/calls/1/dialogs/{dialog_id}"
+    body = {"recordingType": "AUDIO", "dialogComposition": {"enabled": True}}
+    started = await phones.world.api.post(f"{actions}/start-recording", json=body)
+    assert started.status_code == 200, started.text
+    await path_becomes(gateway, parent, child, MediaPath.MIX)
+    moving = await window(phones, parent, child)
+    assert all(count > 50 for count in moving.values()), moving  # 75 each way at 20 ms
+
+    stopped = await phones.world.api.post(f"{actions}/stop-recording")
+    assert stopped.status_code == 200, stopped.text
+    await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    assert set((await window(phones, parent, child)).values()) == {0}
+    # Each endpoint: bypassed, brought back for the recording, bypassed again.
+    for endpoint, other in ((phones.caller, child), (phones.callee, parent)):
+        native = gateway.calls.native_media(other)
+        assert native is not None
+        bypassed, anchored, again = (
+            offer.media[0] for offer in phones.reinvites[endpoint.sip_port]
+        )
+        assert (bypassed.port, again.port) == (native.port, native.port) != (anchored.port,) * 2
+
+    pcm, rate = read_wav(await recorded_file(phones, dialog_id))
+    assert len(pcm) > rate  # recorded while the endpoints talked through the gateway
+    assert tone_level(pcm, rate, CALLER_TONE) > -25
+    assert tone_level(pcm, rate, CALLEE_TONE) > -25
+    await hang_up(phones, parent, child)
+    assert abs(heard(phones.callee, 1.0) - CALLER_TONE) < 10
+    assert abs(heard(phones.caller, 1.0) - CALLEE_TONE) < 10
 
 
 def media_ports(messages: list[str]) -> list[int]:
