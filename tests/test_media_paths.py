@@ -118,6 +118,19 @@ def sip_pair(**b_overrides) -> tuple[FakeLeg, FakeLeg]:
     return a, b
 
 
+async def bypassed(
+    plane: MediaPlane, *others: FakeLeg
+) -> tuple[FakeLeg, FakeLeg, FakeCalls, MediaBridges]:
+    """Two SIP legs, joined and settled in bypass (their two re-INVITEs recorded)."""
+    a, b = sip_pair()
+    calls = FakeCalls(a, b, *others)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+    return a, b, calls, bridges
+
+
 async def test_two_answered_rtp_endpoints_with_one_codec_are_bypassed(plane):
     a, b = sip_pair()
     calls = FakeCalls(a, b)
@@ -171,11 +184,7 @@ async def test_pairs_that_cannot_be_bypassed_stay_in_the_path(plane, b_overrides
 
 
 async def test_a_tap_pulls_a_bypassed_pair_back_and_releases_it_when_removed(plane):
-    a, b = sip_pair()
-    calls = FakeCalls(a, b)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    a, b, calls, bridges = await bypassed(plane)
     seen: list[tuple[tuple[str, ...], np.ndarray]] = []
 
     def tap(legs, frames):
@@ -214,11 +223,7 @@ async def test_a_refused_redirect_keeps_the_pair_in_the_path(plane):
 
 
 async def test_hold_while_bypassed_anchors_and_unhold_bypasses_again(plane):
-    a, b = sip_pair()
-    calls = FakeCalls(a, b)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    a, _b, calls, bridges = await bypassed(plane)
     a.native = replace(PCMU_A, direction="sendonly")
     calls.emit("a", MEDIA_CHANGED)
     await bridges.settled()
@@ -231,11 +236,7 @@ async def test_hold_while_bypassed_anchors_and_unhold_bypasses_again(plane):
 
 
 async def test_a_new_address_while_bypassed_is_given_to_the_other_endpoint(plane):
-    a, b = sip_pair()
-    calls = FakeCalls(a, b)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    a, _b, calls, bridges = await bypassed(plane)
     a.native = replace(PCMU_A, port=41000)
     calls.emit("a", MEDIA_CHANGED)
     await bridges.settled()
@@ -245,11 +246,7 @@ async def test_a_new_address_while_bypassed_is_given_to_the_other_endpoint(plane
 
 @pytest.mark.parametrize("need", ["tapped", "conference"])
 async def test_the_leg_left_by_a_bypassed_dialog_comes_back_when_its_media_is_needed(plane, need):
-    a, b = sip_pair()
-    calls = FakeCalls(a, b)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    _a, b, calls, bridges = await bypassed(plane)
     b.state = LegState.FINISHED
     calls.emit("b", "CALL_FINISHED")
     await bridges.settled()
@@ -264,12 +261,8 @@ async def test_the_leg_left_by_a_bypassed_dialog_comes_back_when_its_media_is_ne
 
 
 async def test_a_leg_left_by_a_bypassed_dialog_is_moved_straight_to_its_next_partner(plane):
-    a, b = sip_pair()
     c = FakeLeg("c", port=FakePort("pcmu", 5000), native=replace(PCMU_B, port=40004))
-    calls = FakeCalls(a, b, c)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    _a, b, calls, bridges = await bypassed(plane, c)
     b.state = LegState.FINISHED
     calls.emit("b", "CALL_FINISHED")
     bridges.join("a", "c")
@@ -316,11 +309,7 @@ async def test_a_tapped_leg_alone_is_mixed_alone_and_joins_its_partner_later(pla
 
 
 async def test_a_tap_removed_while_endpoints_move_is_fed_no_more(plane):
-    a, b = sip_pair()
-    calls = FakeCalls(a, b)
-    bridges = MediaBridges(calls, plane)
-    bridges.join("a", "b")
-    await bridges.settled()
+    _a, _b, _calls, bridges = await bypassed(plane)
     seen: list[int] = []
 
     def tap(legs, frames):
