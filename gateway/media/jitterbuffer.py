@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from gateway.media.frame import FRAME_MS, NARROWBAND, AudioFrame
+from gateway.media.frame import FRAME_MS, NARROWBAND
 from gateway.media.rtp import MAX_MISORDER
 
 INITIAL_JITTER_MS = 6.0  # FRAME_MS + 3 * 6 ms: a 40 ms target before anything is measured
@@ -189,7 +189,10 @@ class JitterBuffer:
 
 class Concealer:
     """Packet loss concealment for one leg: a missing frame repeats the last one, 6 dB
-    quieter each time, for up to ``max_repeats`` frames; then silence."""
+    quieter each time, for up to ``max_repeats`` frames; then silence.
+
+    ``heard`` takes each frame that arrived and ``missing`` gives what to play for one that
+    did not, so that a tick can decode many legs at once and conceal only the gaps."""
 
     def __init__(self, sample_rate: int = NARROWBAND, max_repeats: int = 3) -> None:
         self.sample_rate = sample_rate
@@ -197,13 +200,15 @@ class Concealer:
         self._last: np.ndarray | None = None
         self._misses = 0
 
-    def conceal(self, frame: AudioFrame | None) -> AudioFrame:
-        if frame is not None:
-            self._last = frame.samples
-            self._misses = 0
-            return frame
+    def heard(self, samples: np.ndarray) -> None:
+        """A frame arrived (int16; kept, not copied: the caller must not change it)."""
+        self._last = samples
+        self._misses = 0
+
+    def missing(self) -> np.ndarray | None:
+        """What to play for a frame that did not arrive; None for silence."""
         self._misses += 1
         if self._last is None or self._misses > self.max_repeats:
-            return AudioFrame.silence(self.sample_rate)
+            return None
         # An arithmetic right shift by n halves the amplitude n times: -6.02 dB each.
-        return AudioFrame(self._last >> self._misses, self.sample_rate)
+        return self._last >> self._misses

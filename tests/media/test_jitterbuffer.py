@@ -6,7 +6,6 @@ import random
 
 import numpy as np
 
-from gateway.media.frame import AudioFrame
 from gateway.media.jitterbuffer import Concealer, JitterBuffer
 
 
@@ -137,16 +136,22 @@ def test_memory_is_bounded() -> None:
     assert len(buffer) <= 20
 
 
-def frame(value: int) -> AudioFrame:
-    return AudioFrame(np.full(160, value, dtype=np.int16))
+def frame(value: int) -> np.ndarray:
+    return np.full(160, value, dtype=np.int16)
 
 
 def test_concealment_repeats_fading_then_silence() -> None:
     concealer = Concealer()
-    assert concealer.conceal(None).samples.any() == 0  # nothing heard yet: silence
-    original = frame(8000)
-    assert concealer.conceal(original) is original
-    levels = [int(concealer.conceal(None).samples[0]) for _ in range(5)]
-    assert levels == [4000, 2000, 1000, 0, 0]
-    assert concealer.conceal(frame(-100)).samples[0] == -100  # audio again: no fade left
-    assert concealer.conceal(None).samples[0] == -50
+    assert concealer.missing() is None  # nothing heard yet: silence
+    concealer.heard(frame(8000))
+    levels = [concealer.missing() for _ in range(5)]
+    assert [int(level[0]) if level is not None else 0 for level in levels] == [
+        4000,
+        2000,
+        1000,
+        0,
+        0,
+    ]
+    assert levels[3] is None  # past max_repeats: silence
+    concealer.heard(frame(-100))  # audio again: no fade left
+    assert concealer.missing()[0] == -50
