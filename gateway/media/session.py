@@ -245,7 +245,7 @@ class RtpSession(asyncio.DatagramProtocol):
             return
         payload = data[start:end]
         if self.jitter is not None:
-            self.jitter.put(extended, timestamp, payload, now)
+            self.jitter.put(extended, timestamp, payload)
         if self.on_packet is not None:
             self.on_packet(header_of(second, sequence, timestamp, ssrc), payload)
 

@@ -5,8 +5,6 @@ session's packets into the media plane's 20 ms frames and back.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 from gateway.media.codecs import Codec, codec_for
@@ -87,7 +85,7 @@ class RtpMediaPort:
     def on_packet(self, header: RtpHeader, payload: bytes) -> None:
         """The session's per-packet callback: audio into the jitter buffer, nothing else."""
         if header.payload_type == self._audio_pt:
-            self.jitter.put(header.sequence, header.timestamp, payload, time.monotonic())
+            self.jitter.put(header.sequence, header.timestamp, payload)
 
     def pull(self) -> bytes | None:
         return self.jitter.get()
