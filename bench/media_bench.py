@@ -249,7 +249,6 @@ async def gateway_main(conn: Conn) -> None:
     async def media_port(name: str, remote: Address) -> RtpMediaPort:
         rtp = session(name, remote)
         port = RtpMediaPort(rtp)
-        rtp.on_packet = port.on_packet
         await rtp.start()
         port.use(NegotiatedMedia(pcmu, None, remote, (remote[0], remote[1] + 1), "sendrecv", 20))
         media_ports.append(port)

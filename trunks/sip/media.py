@@ -14,7 +14,6 @@ from gateway.media.metrics import SessionRegistry
 from gateway.media.port import RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
-from gateway.media.rtp import RtpHeader
 from gateway.media.session import RtpSession
 from trunks.sip.sdp import NegotiatedMedia
 
@@ -31,6 +30,9 @@ class RtpMediaPort:
     def __init__(self, session: RtpSession) -> None:
         self.session = session
         self.jitter = JitterBuffer()
+        # The session puts audio straight in (no callback, header object or clock read per
+        # packet), keyed by the extended sequence number so a wrap is no resync.
+        session.jitter = self.jitter
         self.concealer = Concealer()
         self.batch_codec: Codec | None = None
         self._codec: Codec | None = None
@@ -75,17 +77,12 @@ class RtpMediaPort:
     def relay_with(self, other: RelayablePort) -> None:
         assert isinstance(other, RtpMediaPort)
         for port, peer in ((self, other), (other, self)):
-            port.session.on_packet = None  # nothing to decode while relaying
+            port.session.jitter = None  # nothing to decode while relaying
             port.session.on_datagram = peer.session.send_raw
 
     def stop_relay(self) -> None:
         self.session.on_datagram = None
-        self.session.on_packet = self.on_packet
-
-    def on_packet(self, header: RtpHeader, payload: bytes) -> None:
-        """The session's per-packet callback: audio into the jitter buffer, nothing else."""
-        if header.payload_type == self._audio_pt:
-            self.jitter.put(header.sequence, header.timestamp, payload)
+        self.session.jitter = self.jitter
 
     def pull(self) -> bytes | None:
         return self.jitter.get()
@@ -133,7 +130,6 @@ class SipMedia:
                 self.allocator, self.address, call_id=leg_id, registry=self.registry
             )
             port = RtpMediaPort(session)
-            session.on_packet = port.on_packet
             self._ports[leg_id] = port
             await session.start()
         return port
