@@ -4,7 +4,7 @@
 One packet is one frame, so delays are counted in frames. The buffer plays once it holds
 the target delay; the target follows measured jitter (fast up, slow down). A hole is waited
 for while fewer than the target frames sit behind it, then declared lost (``get`` gives
-None). Excess delay that a whole window of ticks never used is dropped one frame at a time.
+None). Excess delay that a whole window of ticks never used is dropped at once.
 
 Arrival is measured on the playout clock (the count of ``get`` calls: ticks), not the wall
 clock: what the buffer must absorb is a packet slipping past the tick that should play it.
@@ -27,7 +27,7 @@ from gateway.media.rtp import MAX_MISORDER
 
 INITIAL_JITTER_MS = 0.0  # a one-frame (20 ms) target until packets slip
 JITTER_RISE = 1 / 8  # a spike raises the estimate within a few packets...
-JITTER_DECAY = 1 / 128  # ...calm lowers it over seconds
+JITTER_DECAY = 1 / 32  # ...calm lowers it within a second or two
 DISCONTINUITY_MS = 1000.0  # a transit change this large is a pause or a new clock, not jitter
 SHRINK_WINDOW = 50  # ticks (1 s) over which the smallest depth must exceed the target
 RESTART_AFTER_EMPTY = 5  # empty ticks after which playout waits for the target again
@@ -172,7 +172,8 @@ class JitterBuffer:
             self._min_depth = depth
         self._window += 1
         if self._window >= SHRINK_WINDOW:
-            if self._min_depth > self.target_frames and depth > 1:  # unused delay: drop a frame
+            # Delay the whole window never used goes at once: one gap, not one per second.
+            for _ in range(min(self._min_depth - self.target_frames, depth - 1)):
                 self._advance(nxt, self._frames.pop(nxt, None) is not None)
                 self.skipped += 1
                 nxt += 1
