@@ -98,7 +98,7 @@ class _Batch:
         self.plain = [True] * len(self.ports)  # rows whose port is read() and written
         for row, port in enumerate(self.ports):
             codec = getattr(port, "batch_codec", None)
-            if codec is not None:
+            if codec is not None and codec.sample_rate == rate:  # else read() gives silence
                 self.coded.setdefault(codec, []).append(row)
                 self.plain[row] = False
         silent = len(self.ports)

@@ -114,3 +114,10 @@ def test_a_failing_bridge_does_not_stop_the_others() -> None:
     assert np.array_equal(b.heard[0], coded(a.frame))
     with pytest.raises(RuntimeError):
         bad.tick()  # alone, a bridge's tick raises what its port raised
+
+
+def test_payload_ports_of_another_rate_are_read_as_frames() -> None:
+    narrow, wide = G711Port(tone(4000)), PlainPort(np.zeros(320, dtype=np.int16))
+    tick_bridges([Bridge([narrow, wide], sample_rate=16000)], fail)
+    assert not narrow.sent  # an 8 kHz codec in a 16 kHz bridge: read()/write(), not payloads
+    assert len(narrow.heard[0]) == 320 and not wide.heard[0].any()
