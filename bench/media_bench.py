@@ -81,6 +81,9 @@ RTP_HEADER = struct.Struct("!BBHII")
 TIMESPEC = struct.Struct("qq")
 SO_TIMESTAMPNS = 35  # Linux; Python's socket module does not name it
 GENERATOR_CPU, SUT_CPU = 0, 1
+# The gateway's stats that are levels at the end of a window (medians over the legs: the
+# jitter buffers' target and jitter estimate), not counters to take differences of.
+GAUGES = ("jb_target_ms", "jb_jitter_ms")
 BUSY_MACHINE = 0.2  # 'other' CPU beyond which a missed step is measured a third time
 
 RAMPS = {
@@ -100,6 +103,10 @@ PRINT_ORDER = ("relay", "mix", "conference", "rtpengine")
 
 
 # --- process plumbing ---------------------------------------------------------------------------
+
+
+def median(values: list[float]) -> float:
+    return sorted(values)[len(values) // 2] if values else 0.0
 
 
 def pin(cpu: int) -> None:
@@ -242,7 +249,6 @@ async def gateway_main(conn: Conn) -> None:
     async def media_port(name: str, remote: Address) -> RtpMediaPort:
         rtp = session(name, remote)
         port = RtpMediaPort(rtp)
-        rtp.on_packet = port.on_packet
         await rtp.start()
         port.use(NegotiatedMedia(pcmu, None, remote, (remote[0], remote[1] + 1), "sendrecv", 20))
         media_ports.append(port)
@@ -274,6 +280,9 @@ async def gateway_main(conn: Conn) -> None:
             "jb_late": sum(j.late for j in jitter),
             "jb_skipped": sum(j.skipped for j in jitter),
             "jb_resyncs": sum(j.resyncs for j in jitter),
+            "jb_underruns": sum(j.underruns for j in jitter),
+            "jb_target_ms": median([j.target_ms for j in jitter]),
+            "jb_jitter_ms": median([j.jitter_ms for j in jitter]),
             "packets_in": sum(c.packets_in for c in counters),
             "packets_out": sum(c.packets_out for c in counters),
             "dropped": sum(c.dropped_foreign + c.dropped_malformed for c in counters),
@@ -667,7 +676,7 @@ def measure_step(
     others = machine_busy_seconds() - busy0 - (cpu_seconds(generator.pid) - gen0)
     step.other_cpu = max(0.0, others / wall - step.sut_cpu)
     after = sut.ask({"op": "stats"}) if isinstance(sut, Worker) else {}
-    step.sut = {k: after[k] - before[k] for k in after}
+    step.sut = {k: after[k] if k in GAUGES else after[k] - before[k] for k in after}
     step.result = generator.receive(timing.warmup + timing.seconds + 30)
 
 
@@ -701,7 +710,8 @@ def print_table(mode: str, steps: list[Step]) -> None:
         f"{'p99 ms':>7} {'max ms':>7} {'SUT cpu':>7} {'gen cpu':>7} {'other':>6}"
     )
     if mode in ("mix", "conference"):
-        header += f" {'late ticks':>10} {'jb lost':>7} {'jb skip':>7}"
+        header += f" {'late ticks':>10} {'jb lost':>7} {'jb skip':>7} {'jb under':>8}"
+        header += f" {'jb ms':>6} {'jitter':>6}"
     print(header)
     for step in steps:
         r = step.result
@@ -716,6 +726,7 @@ def print_table(mode: str, steps: list[Step]) -> None:
         if mode in ("mix", "conference"):
             s = step.sut
             line += f" {s['late_ticks']:>10} {s['jb_lost']:>7} {s['jb_skipped']:>7}"
+            line += f" {s['jb_underruns']:>8} {s['jb_target_ms']:>6} {s['jb_jitter_ms']:>6.1f}"
         flags = []
         if step.generator_bound:
             flags.append(f"generator-bound (lag up to {r['gen_lag_ms']:.0f} ms): no verdict")

@@ -47,6 +47,7 @@ class Codec(ABC):
     clock_rate: int  # the RTP timestamp clock, as in the rtpmap
     sample_rate: int  # the PCM rate frames are given and returned at
     channels: int = 1  # as in the rtpmap; PCM is always mono
+    batchable = False  # one instance codes any legs' rows: no state per leg (G.711)
 
     @property
     def timestamp_step(self) -> int:
@@ -154,6 +155,7 @@ class G711(Codec):
     """PCMU or PCMA: stateless, so one instance serves every leg and is its own coder."""
 
     clock_rate = sample_rate = 8000
+    batchable = True
 
     def __init__(
         self, name: str, payload_type: int, encode_table: np.ndarray, decode_table: np.ndarray
@@ -183,7 +185,11 @@ class G711(Codec):
         self, frames: np.ndarray, encoders: Sequence[Encoder] | None = None
     ) -> list[bytes]:
         """All rows in one table lookup; ``encoders`` is accepted for symmetry and ignored."""
-        return [row.tobytes() for row in self._lookup_codes(frames)]
+        codes = self._lookup_codes(frames)
+        if codes.ndim != 2 or not codes.size:
+            return [row.tobytes() for row in codes]
+        data, size = codes.tobytes(), codes.shape[1]  # slicing bytes is cheaper than per-row
+        return [data[start : start + size] for start in range(0, len(data), size)]
 
     def decode_batch(
         self, payloads: Sequence[bytes], decoders: Sequence[Decoder] | None = None

@@ -4,7 +4,16 @@
 One packet is one frame, so delays are counted in frames. The buffer plays once it holds
 the target delay; the target follows measured jitter (fast up, slow down). A hole is waited
 for while fewer than the target frames sit behind it, then declared lost (``get`` gives
-None). Excess delay that a whole window of ticks never used is dropped one frame at a time.
+None). Excess delay that a whole window of ticks never used is dropped at once.
+
+Arrival is measured on the playout clock (the count of ``get`` calls: ticks), not the wall
+clock: what the buffer must absorb is a packet slipping past the tick that should play it.
+Time the gateway itself takes to handle a packet that still makes its tick (a busy event
+loop, a long tick) is no jitter, and wall-clock arrival would count it and hold a loaded
+gateway at two or three frames of delay for nothing. So playout starts at one frame (20 ms
+plus the wait for the tick), and grows when packets actually slip: an underrun stalls a
+frame (concealed), and if the frame it waited for turns out lost, the next one plays at
+once, so a lost packet costs one frame, not two.
 """
 
 from __future__ import annotations
@@ -13,12 +22,12 @@ import math
 
 import numpy as np
 
-from gateway.media.frame import FRAME_MS, NARROWBAND, AudioFrame
+from gateway.media.frame import FRAME_MS, NARROWBAND
 from gateway.media.rtp import MAX_MISORDER
 
-INITIAL_JITTER_MS = 6.0  # FRAME_MS + 3 * 6 ms: a 40 ms target before anything is measured
+INITIAL_JITTER_MS = 0.0  # a one-frame (20 ms) target until packets slip
 JITTER_RISE = 1 / 8  # a spike raises the estimate within a few packets...
-JITTER_DECAY = 1 / 128  # ...calm lowers it over seconds
+JITTER_DECAY = 1 / 32  # ...calm lowers it within a second or two
 DISCONTINUITY_MS = 1000.0  # a transit change this large is a pause or a new clock, not jitter
 SHRINK_WINDOW = 50  # ticks (1 s) over which the smallest depth must exceed the target
 RESTART_AFTER_EMPTY = 5  # empty ticks after which playout waits for the target again
@@ -45,6 +54,7 @@ class JitterBuffer:
         self.skipped = 0
         self.underruns = 0
         self.resyncs = 0
+        self._clock = 0  # gets so far: the playout clock arrivals are measured on
         self.reset()
 
     def reset(self) -> None:
@@ -55,7 +65,8 @@ class JitterBuffer:
         self._playing = False
         self._history = 0  # bit i: whether frame (next - 1 - i) was received
         self._jitter_ms = INITIAL_JITTER_MS
-        self._last_arrival: float | None = None
+        self._last_arrival: int | None = None  # on the playout clock
+        self._stalled = False  # the last get had nothing to play: it filled the slot
         self._last_timestamp = 0
         self._empty_ticks = 0
         self._window = 0
@@ -83,11 +94,11 @@ class JitterBuffer:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, seq: int, timestamp: int, payload: bytes, arrival_time: float) -> bool:
+    def put(self, seq: int, timestamp: int, payload: bytes) -> bool:
         """Store a payload; False when it is a duplicate or too late to play (and counted)."""
         nxt = self._next
         if nxt is None or not nxt <= seq < nxt + self._capacity:
-            if not self._outside_window(seq, timestamp, arrival_time):
+            if not self._outside_window(seq, timestamp):
                 return False
         elif seq in self._frames:
             self.duplicates += 1
@@ -95,10 +106,11 @@ class JitterBuffer:
         self._frames[seq] = payload
         if seq > self._highest:
             self._highest = seq
-        self._measure(timestamp, arrival_time)
+        if self._playing:
+            self._measure(timestamp)
         return True
 
-    def _outside_window(self, seq: int, timestamp: int, arrival: float) -> bool:
+    def _outside_window(self, seq: int, timestamp: int) -> bool:
         """A packet before the next to play or far ahead of it: whether to store it."""
         nxt = self._next
         if nxt is None or seq >= nxt:  # the first packet, or one so far ahead it is a gap
@@ -120,17 +132,19 @@ class JitterBuffer:
             self._next = seq  # reordered before playout began: start earlier
             return True
         self.late += 1
-        self._measure(timestamp, arrival)  # lateness is the jitter the target must cover
+        self._measure(timestamp)  # lateness is the jitter the target must cover
         return False
 
-    def _measure(self, timestamp: int, arrival: float) -> None:
-        """RFC 3550 A.8's transit difference, smoothed with a fast rise and a slow decay."""
+    def _measure(self, timestamp: int) -> None:
+        """RFC 3550 A.8's transit difference on the playout clock (whole ticks: 0 while
+        every packet makes its tick), smoothed with a fast rise and a slow decay."""
+        arrival = self._clock
         last = self._last_arrival
         self._last_arrival = arrival
         if last is not None:
             # The timestamp difference modulo 2^32, as in rtp.ts_diff (inlined: per packet).
             units = ((timestamp - self._last_timestamp + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            d = (arrival - last) * 1000 - units * self._ms_per_unit
+            d = (arrival - last) * FRAME_MS - units * self._ms_per_unit
             if d < 0:
                 d = -d
             if d < DISCONTINUITY_MS:
@@ -143,6 +157,7 @@ class JitterBuffer:
 
     def get(self) -> bytes | None:
         """The next payload in order, or None (nothing yet, a stall, or a lost packet)."""
+        self._clock += 1
         nxt = self._next
         if nxt is None:
             return None
@@ -157,7 +172,8 @@ class JitterBuffer:
             self._min_depth = depth
         self._window += 1
         if self._window >= SHRINK_WINDOW:
-            if self._min_depth > self.target_frames and depth > 1:  # unused delay: drop a frame
+            # Delay the whole window never used goes at once: one gap, not one per second.
+            for _ in range(min(self._min_depth - self.target_frames, depth - 1)):
                 self._advance(nxt, self._frames.pop(nxt, None) is not None)
                 self.skipped += 1
                 nxt += 1
@@ -167,11 +183,13 @@ class JitterBuffer:
         payload = self._frames.pop(nxt, None)
         if payload is not None:  # the common case, inlined
             self._empty_ticks = 0
+            self._stalled = False
             self._next = nxt + 1
             self._history = (self._history << 1 | 1) & _HISTORY_MASK
             return payload
         if depth <= 0:  # nothing arrived yet: stall rather than lose what is on its way
             self.underruns += 1
+            self._stalled = True
             self._empty_ticks += 1
             if self._empty_ticks >= RESTART_AFTER_EMPTY:
                 self._playing = False
@@ -180,7 +198,15 @@ class JitterBuffer:
             return None
         self.lost += 1
         self._advance(nxt, False)
-        return None
+        if not self._stalled:
+            return None
+        # A stall already filled this frame's slot with concealment: the next frame is due.
+        payload = self._frames.pop(nxt + 1, None)
+        if payload is not None:
+            self._empty_ticks = 0
+            self._stalled = False
+            self._advance(nxt + 1, True)
+        return payload
 
     def _advance(self, nxt: int, received: bool) -> None:
         self._next = nxt + 1
@@ -189,7 +215,10 @@ class JitterBuffer:
 
 class Concealer:
     """Packet loss concealment for one leg: a missing frame repeats the last one, 6 dB
-    quieter each time, for up to ``max_repeats`` frames; then silence."""
+    quieter each time, for up to ``max_repeats`` frames; then silence.
+
+    ``heard`` takes each frame that arrived and ``missing`` gives what to play for one that
+    did not, so that a tick can decode many legs at once and conceal only the gaps."""
 
     def __init__(self, sample_rate: int = NARROWBAND, max_repeats: int = 3) -> None:
         self.sample_rate = sample_rate
@@ -197,13 +226,15 @@ class Concealer:
         self._last: np.ndarray | None = None
         self._misses = 0
 
-    def conceal(self, frame: AudioFrame | None) -> AudioFrame:
-        if frame is not None:
-            self._last = frame.samples
-            self._misses = 0
-            return frame
+    def heard(self, samples: np.ndarray) -> None:
+        """A frame arrived (int16; kept, not copied: the caller must not change it)."""
+        self._last = samples
+        self._misses = 0
+
+    def missing(self) -> np.ndarray | None:
+        """What to play for a frame that did not arrive; None for silence."""
         self._misses += 1
         if self._last is None or self._misses > self.max_repeats:
-            return AudioFrame.silence(self.sample_rate)
+            return None
         # An arithmetic right shift by n halves the amplitude n times: -6.02 dB each.
-        return AudioFrame(self._last >> self._misses, self.sample_rate)
+        return self._last >> self._misses

@@ -4,9 +4,13 @@ and takes the frames it should hear. Simulated phones, RTP legs and players all 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gateway.media.codecs import Codec
+    from gateway.media.jitterbuffer import Concealer
 
 
 class MediaPort(Protocol):
@@ -18,6 +22,26 @@ class MediaPort(Protocol):
 
     def write(self, samples: np.ndarray) -> None:
         """20 ms the endpoint hears (int16 at ``sample_rate``)."""
+        ...
+
+
+class PayloadPort(MediaPort, Protocol):
+    """A port that can also hand the plane raw payloads: a tick then decodes and encodes all
+    such legs with one call per codec instead of a ``read``/``write`` (and a numpy call or
+    two) per leg, and conceals their missing frames with the port's ``concealer``.
+
+    ``batch_codec`` is a codec with no state per leg (``Codec.batchable``) at the port's
+    ``sample_rate``; None while the port has none, and the plane uses ``read``/``write``."""
+
+    batch_codec: Codec | None
+    concealer: Concealer
+
+    def pull(self) -> bytes | None:
+        """The next payload to play (None: nothing this tick, to be concealed)."""
+        ...
+
+    def push(self, payload: bytes) -> None:
+        """Send one payload of ``batch_codec`` to the endpoint."""
         ...
 
 

@@ -2,8 +2,9 @@
 
 ``datagram_received`` is the hot path: parse the header, check the source, count, record
 the sequence number, then hand the packet on: the raw datagram to ``on_datagram`` (a relay
-passes the other leg's ``send_raw``: no decode, no payload copy), the payload to the jitter
-buffer (a mixer pulls ``jitter.get()`` per tick), and/or header and payload to ``on_packet``.
+passes the other leg's ``send_raw``: no decode, no payload copy), the audio payload (of
+``payload_type``) to the jitter buffer by its extended sequence number (a mixer pulls
+``jitter.get()`` per tick), and/or header and payload to ``on_packet``.
 No task, timer or object per packet beyond those handed on. RTCP runs on one
 ``call_later`` timer per session.
 """
@@ -244,8 +245,8 @@ class RtpSession(asyncio.DatagramProtocol):
         if self.jitter is None and self.on_packet is None:
             return
         payload = data[start:end]
-        if self.jitter is not None:
-            self.jitter.put(extended, timestamp, payload, now)
+        if self.jitter is not None and second & 0x7F == self.payload_type:
+            self.jitter.put(extended, timestamp, payload)
         if self.on_packet is not None:
             self.on_packet(header_of(second, sequence, timestamp, ssrc), payload)
 

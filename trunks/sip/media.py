@@ -6,19 +6,17 @@ session's packets into the media plane's 20 ms frames and back; and an endpoint'
 
 from __future__ import annotations
 
-import time
 from dataclasses import replace
 
 import numpy as np
 
 from gateway.media.codecs import Codec, codec_for
-from gateway.media.frame import NARROWBAND, AudioFrame
+from gateway.media.frame import NARROWBAND
 from gateway.media.jitterbuffer import Concealer, JitterBuffer
 from gateway.media.metrics import SessionRegistry
 from gateway.media.port import NativeMedia, RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
-from gateway.media.rtp import RtpHeader
 from gateway.media.session import RtpSession
 from trunks.sip.sdp import TELEPHONE_EVENT, NegotiatedMedia
 from trunks.sip.sdp import Codec as SdpCodec
@@ -53,15 +51,24 @@ def sdp_codecs(native: NativeMedia) -> list[SdpCodec]:
 
 
 class RtpMediaPort:
-    """The :class:`~gateway.media.port.MediaPort` of one SIP leg (8 kHz frames in and out)."""
+    """The :class:`~gateway.media.port.MediaPort` of one SIP leg (8 kHz frames in and out).
+
+    A G.711 leg is also a :class:`~gateway.media.port.PayloadPort`: the plane takes its
+    payloads straight from the jitter buffer and hands it encoded ones, decoding and encoding
+    all such legs of a tick at once; ``read``/``write`` serve the other codecs."""
 
     sample_rate = NARROWBAND
 
     def __init__(self, session: RtpSession) -> None:
         self.session = session
         self.jitter = JitterBuffer()
-        self._concealer = Concealer()
+        # The session puts audio straight in (no callback, header object or clock read per
+        # packet), keyed by the extended sequence number so a wrap is no resync.
+        session.jitter = self.jitter
+        self.concealer = Concealer()
+        self.batch_codec: Codec | None = None
         self._codec: Codec | None = None
+        self._step = 0
         self._audio_pt: int | None = None
         self._encoder = None
         self._decoder = None
@@ -82,6 +89,8 @@ class RtpMediaPort:
             rate = codec.sample_rate
             self._up = Resampler(NARROWBAND, rate) if rate != NARROWBAND else None
             self._down = Resampler(rate, NARROWBAND) if rate != NARROWBAND else None
+            self._step = codec.timestamp_step
+            self.batch_codec = codec if codec.batchable and rate == NARROWBAND else None
         self._audio_pt = offered.payload_type
         self._sending = negotiated.direction in ("sendrecv", "sendonly")  # not while held
         self.telephone_event = negotiated.telephone_event
@@ -100,40 +109,40 @@ class RtpMediaPort:
     def relay_with(self, other: RelayablePort) -> None:
         assert isinstance(other, RtpMediaPort)
         for port, peer in ((self, other), (other, self)):
-            port.session.on_packet = None  # nothing to decode while relaying
+            port.session.jitter = None  # nothing to decode while relaying
             port.session.on_datagram = peer.session.send_raw
 
     def stop_relay(self) -> None:
         self.session.on_datagram = None
-        self.session.on_packet = self.on_packet
+        self.session.jitter = self.jitter
 
-    def on_packet(self, header: RtpHeader, payload: bytes) -> None:
-        """The session's per-packet callback: audio into the jitter buffer, nothing else."""
-        if header.payload_type == self._audio_pt:
-            self.jitter.put(header.sequence, header.timestamp, payload, time.monotonic())
+    def pull(self) -> bytes | None:
+        return self.jitter.get()
+
+    def push(self, payload: bytes) -> None:
+        if self._sending and self.session.remote is not None:
+            self.session.send_payload(payload, timestamp_increment=self._step)
 
     def read(self) -> np.ndarray | None:
         if self._decoder is None:
             return None
-        payload = self.jitter.get()
-        frame = None
+        payload = self.pull()
         if payload is not None:
             samples = self._decoder.decode(payload)
             if self._down is not None:
                 samples = self._down.process(samples)
             if len(samples) == 160:
-                frame = AudioFrame(samples.astype(np.int16, copy=False))
-        return self._concealer.conceal(frame).samples
+                samples = samples.astype(np.int16, copy=False)
+                self.concealer.heard(samples)
+                return samples
+        return self.concealer.missing()
 
     def write(self, samples: np.ndarray) -> None:
-        if self._encoder is None or self._codec is None or self.session.remote is None:
-            return
-        if not self._sending:
+        if self._encoder is None or not self._sending or self.session.remote is None:
             return
         if self._up is not None:
             samples = self._up.process(samples)
-        payload = self._encoder.encode(samples)
-        self.session.send_payload(payload, timestamp_increment=self._codec.timestamp_step)
+        self.push(self._encoder.encode(samples))
 
 
 class SipMedia:
@@ -153,7 +162,6 @@ class SipMedia:
                 self.allocator, self.address, call_id=leg_id, registry=self.registry
             )
             port = RtpMediaPort(session)
-            session.on_packet = port.on_packet
             self._ports[leg_id] = port
             await session.start()
         return port
