@@ -5,12 +5,14 @@ number of calls ramps up per mode until more than 1 % of the packets are lost or
 (more than 50 ms of added one-way latency):
 
 * relay: per call two gateway ``RtpSession`` s forwarding raw datagrams to each other
-  (``on_datagram=other.send_raw``), the relay path with no decoding;
+  (``relay``), the relay path with no decoding;
 * mix: per call two ``RtpMediaPort`` s in one ``Bridge`` of the ``MediaPlane``: jitter buffer,
   decode, N-1 mix on the 20 ms tick, encode, send: a dialog whose media must be decoded;
 * conference: bridges of 15 ``RtpMediaPort`` s; the ramp counts conferences;
 * rtpengine: the same traffic through ``rtpengine`` (userspace forwarding, no kernel module),
-  each call set up with an NG ``offer`` and ``answer``.
+  each call set up with an NG ``offer`` and ``answer``;
+* bare: the floor of any relay in Python on uvloop, for scale: per call two datagram
+  endpoints whose protocol forwards each datagram to the other (no parsing, no counters).
 
 Processes: the load generator (all senders and receivers, on uvloop) and the system under test
 (one gateway process on uvloop with one event loop, as in production; or rtpengine) are
@@ -91,15 +93,17 @@ RAMPS = {
     "mix": [50, 100, 150, 200, 250, 300, 400],
     "conference": [5, 10, 15, 20, 30, 40],
     "rtpengine": [200, 400, 600, 800, 1000, 1200, 1500],
+    "bare": [200, 400, 600, 800, 1000, 1200, 1500],
 }
 QUICK_RAMPS = {
     "relay": [200, 600],
     "mix": [50, 200],
     "conference": [5, 20],
     "rtpengine": [200, 600],
+    "bare": [200, 600],
 }
-RUN_ORDER = ("relay", "rtpengine", "mix", "conference")
-PRINT_ORDER = ("relay", "mix", "conference", "rtpengine")
+RUN_ORDER = ("relay", "bare", "rtpengine", "mix", "conference")
+PRINT_ORDER = ("relay", "mix", "conference", "bare", "rtpengine")
 
 
 # --- process plumbing ---------------------------------------------------------------------------
@@ -254,13 +258,46 @@ async def gateway_main(conn: Conn) -> None:
         media_ports.append(port)
         return port
 
+    class Forward(asyncio.DatagramProtocol):
+        """The bare relay: every datagram goes to the other side's far end, as it is."""
+
+        def __init__(self, far: Address) -> None:
+            self.far = far
+            self.transport: Any = None
+            self.other: Forward | None = None
+
+        def connection_made(self, transport: Any) -> None:
+            self.transport = transport
+
+        def datagram_received(self, data: bytes, addr: Address) -> None:
+            other = self.other
+            if other is not None:
+                other.transport.sendto(data, other.far)
+
+    forwards: list[Forward] = []
+
+    async def bare(group: list[Address]) -> list[int]:
+        loop = asyncio.get_running_loop()
+        pair = [Forward(far) for far in group]
+        pair[0].other, pair[1].other = pair[1], pair[0]
+        ports = []
+        for forward in pair:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda forward=forward: forward, local_addr=(HOST, 0)
+            )
+            ports.append(transport.get_extra_info("sockname")[1])
+        forwards.extend(pair)
+        return ports
+
     async def add(mode: str, groups: list[list[Address]]) -> list[list[int]]:
-        """One call (relay, mix) or conference per group of far ends; our ports, likewise."""
+        """One call (relay, mix, bare) or conference per group of far ends; our ports too."""
         local: list[list[int]] = []
         for number, group in enumerate(groups, start=len(sessions)):
-            if mode == "relay":
+            if mode == "bare":
+                local.append(await bare(group))
+            elif mode == "relay":
                 a, b = session(f"r{number}a", group[0]), session(f"r{number}b", group[1])
-                a.on_datagram, b.on_datagram = b.send_raw, a.send_raw
+                a.relay, b.relay = b, a
                 await a.start()
                 await b.start()
                 local.append([a.local_port, b.local_port])
@@ -302,6 +339,8 @@ async def gateway_main(conn: Conn) -> None:
         plane.close()
         for rtp in sessions:
             rtp.close()
+        for forward in forwards:
+            forward.transport.close()
 
 
 # --- the load generator -------------------------------------------------------------------------
@@ -632,7 +671,7 @@ def run_mode(mode: str, levels: list[int], timing: argparse.Namespace, work: Pat
                 if isinstance(sut, Rtpengine):
                     ports = sut.add(groups_now, new)  # type: ignore[arg-type]
                 else:
-                    kind = "relay" if mode == "relay" else "mix"
+                    kind = mode if mode in ("relay", "bare") else "mix"
                     ports = sut.ask({"op": "add", "mode": kind, "groups": new})["ports"]
                 streams = []
                 for g, local in enumerate(ports, start=groups_now):
@@ -695,10 +734,11 @@ def describe(mode: str, step: Step) -> str:
 # --- reporting ----------------------------------------------------------------------------------
 
 TITLES = {
-    "relay": "relay: gateway RtpSession pairs forwarding raw datagrams (on_datagram=send_raw)",
+    "relay": "relay: gateway RtpSession pairs forwarding raw datagrams to each other (relay)",
     "mix": "mix: per call two RtpMediaPorts in a Bridge (jitter buffer, decode, N-1 mix, encode)",
     "conference": f"conference: Bridges of {CONFERENCE_SIZE} RtpMediaPorts, one talker each",
     "rtpengine": "rtpengine: userspace relay (--table=-1), calls set up over NG offer/answer",
+    "bare": "bare: a minimal uvloop relay (forward each datagram, nothing else), for scale",
 }
 
 
@@ -772,6 +812,11 @@ def print_summary(results: dict[str, list[Step]]) -> None:
             f"  relay vs rtpengine: {level_text(relay, 'relay')} vs "
             f"{level_text(engine, 'rtpengine')}{ratio}"
         )
+    if relay and results.get("bare"):
+        print(
+            f"  relay vs bare uvloop relay: {level_text(relay, 'relay')} vs "
+            f"{level_text(results['bare'], 'bare')}"
+        )
     print("\ntargets (from the issue):")
     rows: list[tuple[str, bool | None]] = []
     if relay and engine:
@@ -784,7 +829,7 @@ def print_summary(results: dict[str, list[Step]]) -> None:
     if "conference" in results:
         c = best(results["conference"])
         rows.append((f"20 conferences of {CONFERENCE_SIZE}", c is not None and c.level >= 20))
-    medians = {m: best(s) for m, s in results.items() if m != "rtpengine"}
+    medians = {m: best(s) for m, s in results.items() if m not in ("rtpengine", "bare")}
     if medians:
         ok = all(s is not None and s.result["p50"] <= 30 for s in medians.values())
         detail = ", ".join(

@@ -1,9 +1,11 @@
 """One leg's RTP endpoint: bound UDP sockets, symmetric RTP, counters and periodic RTCP.
 
-``datagram_received`` is the hot path: parse the header, check the source, count, record
-the sequence number, then hand the packet on: the raw datagram to ``on_datagram`` (a relay
-passes the other leg's ``send_raw``: no decode, no payload copy), the audio payload (of
-``payload_type``) to the jitter buffer by its extended sequence number (a mixer pulls
+``datagram_received`` is the hot path. A relaying session (``relay``: the other leg's
+session) checks the version and the source, counts, and sends the datagram on as it is: no
+parse, no statistics, no payload copy, since a relay's capacity is this path's cost and the
+relayed stream's loss and jitter are for its far ends to report. Otherwise it parses the
+header, checks the source, counts, records the sequence number, and hands the audio payload
+(of ``payload_type``) to the jitter buffer by its extended sequence number (a mixer pulls
 ``jitter.get()`` per tick), and/or header and payload to ``on_packet``.
 No task, timer or object per packet beyond those handed on. RTCP runs on one
 ``call_later`` timer per session.
@@ -33,10 +35,9 @@ from gateway.media.rtcp import (
     ntp_timestamp,
     parse_rtcp,
 )
-from gateway.media.rtp import RtpHeader, build_rtp, header_of, is_rtcp, unpack_rtp
+from gateway.media.rtp import HEADER_SIZE, RtpHeader, build_rtp, header_of, is_rtcp, unpack_rtp
 
 Address = tuple[str, int]
-DatagramHandler = Callable[[bytes], None]  # a whole valid datagram: what a relay forwards
 PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
 RtcpHandler = Callable[[list[RtcpPacket]], None]
 RtcpMode = Literal["port", "mux", "off"]
@@ -92,7 +93,6 @@ class RtpSession(asyncio.DatagramProtocol):
         rtcp_interval: float = 5.0,
         cname: str | None = None,
         jitter: JitterBuffer | None = None,
-        on_datagram: DatagramHandler | None = None,
         on_packet: PacketHandler | None = None,
         on_rtcp: RtcpHandler | None = None,
         registry: SessionRegistry | None = None,
@@ -102,7 +102,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.payload_type = payload_type
         self.clock_rate = clock_rate
         self.jitter = jitter
-        self.on_datagram = on_datagram
+        self.relay: RtpSession | None = None  # the session relayed packets are sent from
         self.on_packet = on_packet
         self.on_rtcp = on_rtcp
         self.ssrc = random.getrandbits(32)
@@ -223,6 +223,17 @@ class RtpSession(asyncio.DatagramProtocol):
             self.rtcp_received(data, addr)
             return
         counters = self._counters
+        relay = self.relay
+        if relay is not None:
+            if len(data) < HEADER_SIZE or data[0] & 0xC0 != 0x80:
+                counters.dropped_malformed += 1
+            elif addr != self._source and not self._latch(addr):
+                counters.dropped_foreign += 1
+            else:
+                counters.packets_in += 1
+                counters.bytes_in += len(data)
+                relay.send_raw(data)
+            return
         fields = unpack_rtp(data)
         if fields is None:
             counters.dropped_malformed += 1
@@ -240,8 +251,6 @@ class RtpSession(asyncio.DatagramProtocol):
         extended = stats.record(sequence, timestamp, now)
         if extended is None:  # the first of two packets after a sequence jump
             return
-        if self.on_datagram is not None:
-            self.on_datagram(data)
         if self.jitter is None and self.on_packet is None:
             return
         payload = data[start:end]

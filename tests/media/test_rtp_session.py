@@ -151,11 +151,12 @@ async def test_two_sessions_exchange_packets(pair: tuple[RtpSession, RtpSession]
 
 
 async def test_a_relay_forwards_the_datagrams_untouched(allocator: PortAllocator) -> None:
-    """A -> B, and B's ``on_datagram`` is the outgoing leg's ``send_raw`` -> C."""
+    """A -> B, and B relays to the outgoing leg's session -> C."""
     c = RtpSession(allocator, LOCAL, rtcp="off")
     await c.start()
     out = RtpSession(allocator, LOCAL, remote=(LOCAL, c.local_port), rtcp="off")
-    b = RtpSession(allocator, LOCAL, rtcp="off", on_datagram=out.send_raw)
+    b = RtpSession(allocator, LOCAL, rtcp="off")
+    b.relay = out
     for session in (out, b):
         await session.start()
     a = RtpSession(allocator, LOCAL, remote=(LOCAL, b.local_port), rtcp="off")

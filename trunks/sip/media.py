@@ -108,13 +108,10 @@ class RtpMediaPort:
 
     def relay_with(self, other: RelayablePort) -> None:
         assert isinstance(other, RtpMediaPort)
-        for port, peer in ((self, other), (other, self)):
-            port.session.jitter = None  # nothing to decode while relaying
-            port.session.on_datagram = peer.session.send_raw
+        self.session.relay, other.session.relay = other.session, self.session
 
     def stop_relay(self) -> None:
-        self.session.on_datagram = None
-        self.session.jitter = self.jitter
+        self.session.relay = None
 
     def pull(self) -> bytes | None:
         return self.jitter.get()
