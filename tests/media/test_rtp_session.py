@@ -176,6 +176,38 @@ async def test_a_relay_forwards_the_datagrams_untouched(allocator: PortAllocator
             session.close()
 
 
+async def test_a_relay_drops_what_it_would_not_accept_itself(allocator: PortAllocator) -> None:
+    """The relay's own path keeps the checks: malformed datagrams and a foreign source after
+    the latch are counted and never forwarded."""
+    c = RtpSession(allocator, LOCAL, rtcp="off")
+    await c.start()
+    out = RtpSession(allocator, LOCAL, remote=(LOCAL, c.local_port), rtcp="off")
+    b = RtpSession(allocator, LOCAL, rtcp="off")
+    b.relay = out
+    for session in (out, b):
+        await session.start()
+    a = RtpSession(allocator, LOCAL, remote=(LOCAL, b.local_port), rtcp="off")
+    await a.start()
+    at_b, at_c = Received(b), Received(c)
+    try:
+        a.send_payload(b"a" * 160)  # latches b on a
+        await at_c.datagrams_reach(1)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+            intruder.bind((LOCAL, 0))
+            intruder.sendto(build_rtp(0, 1, 1, 0x1234, b"evil"), (LOCAL, b.local_port))
+            intruder.sendto(b"\x00" * 20, (LOCAL, b.local_port))  # RTP version 0
+            a.send_raw(b"\x80")  # from the latched source, but shorter than a header
+            await at_b.datagrams_reach(4)
+        a.send_payload(b"b" * 160)
+        await at_c.datagrams_reach(2)
+        assert [payload for _, payload in at_c.packets] == [b"a" * 160, b"b" * 160]
+        assert (b.counters.dropped_foreign, b.counters.dropped_malformed) == (1, 2)
+        assert (b.counters.packets_in, out.counters.packets_out) == (2, 2)
+    finally:
+        for session in (a, b, out, c):
+            session.close()
+
+
 async def test_a_foreign_source_cannot_hijack_a_latched_stream(
     pair: tuple[RtpSession, RtpSession],
 ) -> None:
