@@ -88,7 +88,7 @@ class Gateway:
         calls = CallControl(SqlLegStore(db), webhooks, configurations, dids)
         dialogs = DialogControl(calls, SqlDialogStore(db), webhooks)
         media = MediaPlane()
-        bridges = MediaBridges(calls, media)
+        bridges = MediaBridges(calls, media, bypass=settings.media_bypass)
         dialogs.on_bridge = lambda parent, child: bridges.join(parent.id, child.id)
         dialogs.on_unbridge = lambda parent, child: bridges.part(parent.id, child.id)
         conferences = ConferenceControl(

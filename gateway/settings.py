@@ -44,6 +44,8 @@ class Settings:
     media_address: str = ""
     rtp_port_min: int = 20000
     rtp_port_max: int = 30000
+    # Two SIP legs of a dialog with the same codec send RTP to each other, not through us.
+    media_bypass: bool = True
     data_dir: Path = Path("data")
     api_key: str = ""
     # Where the webhook retries of one event stop: at least ten minutes, by default an hour.

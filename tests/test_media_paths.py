@@ -56,6 +56,7 @@ class FakeLeg:
     port: FakePort = field(default_factory=lambda: FakePort("pcmu", 0))
     native: NativeMedia | None = None
     refuse: bool = False
+    gate: asyncio.Event | None = None  # holds its re-INVITE in flight until set
 
 
 class FakeCalls:
@@ -96,6 +97,8 @@ class FakeCalls:
     async def redirect_media(self, leg_id: str, target: NativeMedia | None) -> NativeMedia:
         await asyncio.sleep(0)  # a re-INVITE takes a round trip
         leg = self.legs[leg_id]
+        if leg.gate is not None:
+            await leg.gate.wait()
         if leg.refuse:
             raise MediaRedirectFailed("488 Not Acceptable Here")
         self.redirects.append((leg_id, target))
@@ -191,9 +194,13 @@ async def test_a_tap_pulls_a_bypassed_pair_back_and_releases_it_when_removed(pla
         seen.append((tuple(legs), frames.copy()))
 
     assert bridges.tap("a", tap)
-    assert bridges.path("a", "b") is MediaPath.MIX
+    # Relayed while they come back: a mix now would send them the gateway's stream beside
+    # each other's.
+    assert bridges.path("a", "b") is MediaPath.RELAY
+    assert not plane.bridges
     await bridges.settled()
     assert calls.redirects[2:] == [("a", None), ("b", None)]  # re-anchored by re-INVITE
+    assert bridges.path("a", "b") is MediaPath.MIX
     (bridge,) = plane.bridges
     bridge.tick()
     legs, frames = seen[-1]
@@ -271,44 +278,33 @@ async def test_a_leg_left_by_a_bypassed_dialog_is_moved_straight_to_its_next_par
     assert bridges.path("a", "c") is MediaPath.BYPASS
 
 
-async def test_parting_while_the_endpoints_move_leaves_no_one_forgotten(plane):
+async def test_parting_before_the_move_starts_moves_no_one(plane):
     a, b = sip_pair()
     calls = FakeCalls(a, b)
     bridges = MediaBridges(calls, plane)
     bridges.join("a", "b")
-    bridges.part("a", "b")  # the re-INVITEs are on their way
+    bridges.part("a", "b")  # in the same turn: the dialog ended as it was answered
     await bridges.settled()
-    assert calls.redirects == [("a", PCMU_B), ("b", PCMU_A)]
-    bridges.tap("b", lambda legs, frames: None)  # b still points at a: it is brought back
-    await bridges.settled()
-    assert calls.redirects[2:] == [("b", None)]
+    assert calls.redirects == []
 
 
-async def test_a_tapped_leg_alone_is_mixed_alone_and_joins_its_partner_later(plane):
+async def test_a_leg_moved_after_its_pair_parted_is_brought_back_for_its_tap(plane):
     a, b = sip_pair()
+    b.gate = asyncio.Event()
     calls = FakeCalls(a, b)
     bridges = MediaBridges(calls, plane)
-    seen: list[tuple[str, ...]] = []
-    bridges.tap("a", lambda legs, frames: seen.append(tuple(legs)))
-    (alone,) = plane.bridges
-    alone.tick()
-    assert seen == [("a",)]
     bridges.join("a", "b")
-    (pair,) = plane.bridges
-    assert pair is not alone
-    pair.tick()
-    assert seen[-1] == ("a", "b")
-    assert bridges.path("a", "b") is MediaPath.MIX
+    async with asyncio.timeout(5):
+        while calls.redirects != [("a", PCMU_B)]:
+            await asyncio.sleep(0)  # a has moved; b's re-INVITE is on its way
+    bridges.part("a", "b")
+    bridges.tap("b", lambda legs, frames: None)  # b alone, to be recorded
+    b.gate.set()  # b's answer arrives: it sends to a now, so it must come back
     await bridges.settled()
-    assert calls.redirects == []  # never bypassed while tapped
-    b.state = LegState.FINISHED
-    calls.emit("b", "CALL_FINISHED")
-    (alone_again,) = plane.bridges  # the tap keeps hearing a
-    alone_again.tick()
-    assert seen[-1] == ("a",)
+    assert calls.redirects == [("a", PCMU_B), ("b", PCMU_A), ("b", None)]
 
 
-async def test_a_tap_removed_while_endpoints_move_is_fed_no_more(plane):
+async def test_a_removed_tap_is_fed_no_more_and_one_tap_on_both_legs_once(plane):
     _a, _b, _calls, bridges = await bypassed(plane)
     seen: list[int] = []
 
@@ -316,13 +312,27 @@ async def test_a_tap_removed_while_endpoints_move_is_fed_no_more(plane):
         seen.append(len(legs))
 
     bridges.tap("a", tap)
-    bridges.tap("b", tap)  # the same tap on both legs is fed once per tick
+    bridges.tap("b", tap)
+    await bridges.settled()
     (bridge,) = plane.bridges
     bridge.tick()
     assert seen == [2]
     bridges.untap("a", tap)
-    bridges.untap("b", tap)  # the re-anchoring re-INVITEs are still on their way
+    bridges.untap("b", tap)
     bridge.tick()
     assert seen == [2]
     await bridges.settled()
     assert bridges.path("a", "b") is MediaPath.BYPASS
+
+
+async def test_a_tap_in_the_same_turn_as_the_answer_never_bypasses(plane):
+    """A dialog created with ``recording`` starts its recorder as the callee answers: the
+    pair goes straight to the mix, with no trip through bypass."""
+    a, b = sip_pair()
+    calls = FakeCalls(a, b)
+    bridges = MediaBridges(calls, plane)
+    bridges.join("a", "b")
+    bridges.tap("a", lambda legs, frames: None)
+    await bridges.settled()
+    assert calls.redirects == []
+    assert bridges.path("a", "b") is MediaPath.MIX

@@ -657,8 +657,11 @@ async def test_a_recording_keeps_time_while_its_legs_are_being_moved(tmp_path: P
     """Tapped while a pair is on its way to bypass: no frames come until the re-INVITEs are
     done and the pair is anchored again; the file has silence there, not a shorter timeline."""
 
+    moving = asyncio.Event()
+
     class SlowCalls(FakeCalls):
         async def redirect_media(self, leg_id: str, target: Any) -> Any:
+            moving.set()
             await asyncio.sleep(0.15)  # a re-INVITE's round trip, each way
             return await super().redirect_media(leg_id, target)
 
@@ -666,7 +669,9 @@ async def test_a_recording_keeps_time_while_its_legs_are_being_moved(tmp_path: P
     plane = MediaPlane()
     bridges = MediaBridges(SlowCalls(a, b), plane)  # type: ignore[arg-type]
     try:
-        bridges.join("a", "b")  # moving to bypass: 0.3 s
+        bridges.join("a", "b")  # moving to bypass: the first re-INVITE is on its way
+        async with asyncio.timeout(5):
+            await moving.wait()
         recorder = Recorder([Track(tmp_path / "pair.wav")], lambda error: None)
         began = time.monotonic()
         bridges.tap("a", recorder)

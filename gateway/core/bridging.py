@@ -66,6 +66,7 @@ class MediaBridges:
         # keeps pointing where it was until its media is needed again (tapped, joined,
         # conferenced), so a leg about to be hung up gets no re-INVITE before its BYE.
         self._redirected: dict[str, NativeMedia] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         calls.observe(self._on_event)
         calls.observe_before(self._before_change)
@@ -100,6 +101,7 @@ class MediaBridges:
         """A leg ended: every bridge or relay it was in is dissolved, its taps dropped."""
         self._taps.pop(leg_id, None)
         self._redirected.pop(leg_id, None)
+        self._locks.pop(leg_id, None)
         for key in [key for key in self._groups if leg_id in key]:
             self.part(*key)
 
@@ -190,10 +192,7 @@ class MediaBridges:
             ]
 
     def _wanted(self, group: _Group, ports: list[MediaPort]) -> MediaPath:
-        if self._tapped(group) or len(ports) != 2:
-            return MediaPath.MIX
-        first, second = ports
-        if not (isinstance(first, RelayablePort) and first.can_relay_with(second)):
+        if self._tapped(group) or not self._relayable(ports):
             return MediaPath.MIX
         if self.bypass and not group.no_bypass and self._bypassable(group):
             return MediaPath.BYPASS
@@ -208,23 +207,46 @@ class MediaBridges:
 
     def _repick(self, group: _Group) -> None:
         if group.task is not None:
-            return  # the endpoints are being moved: the move re-picks when they are
-        ports = [self._calls.media_port(leg_id) for leg_id in group.legs]
-        if any(port is None for port in ports):
+            return  # the endpoints are being moved: the move re-reads what is wanted
+        ports = self._ports(group)
+        if ports is None:
             return
-        wanted = self._wanted(group, ports)  # type: ignore[arg-type]
-        if wanted is MediaPath.MIX:
-            self._mix(group, ports)  # type: ignore[arg-type]
-        else:  # relay also carries the audio while the endpoints move to and from bypass
-            self._relay(group, ports)  # type: ignore[arg-type]
-        desired: dict[str, NativeMedia | None] = dict.fromkeys(group.legs)
-        if wanted is MediaPath.BYPASS:
-            first, second = group.legs
-            desired = {first: self._native(second), second: self._native(first)}
-        if any(self._redirected.get(leg_id) != target for leg_id, target in desired.items()):
-            group.task = self._track(self._move(group, desired))
+        wanted = self._wanted(group, ports)
+        moving_back = any(leg_id in self._redirected for leg_id in group.legs)
+        if wanted is MediaPath.MIX and not (moving_back and self._relayable(ports)):
+            self._mix(group, ports)
+        else:  # the relay also carries the audio while endpoints move to and from bypass
+            self._relay(group, ports)
+        if self._next_move(group) is not None:
+            group.task = self._track(self._move(group))
         elif wanted is MediaPath.BYPASS:
             group.path = MediaPath.BYPASS
+
+    def _ports(self, group: _Group) -> list[MediaPort] | None:
+        ports = [self._calls.media_port(leg_id) for leg_id in group.legs]
+        return None if any(port is None for port in ports) else ports  # type: ignore[return-value]
+
+    @staticmethod
+    def _relayable(ports: list[MediaPort]) -> bool:
+        if len(ports) != 2:
+            return False
+        first, second = ports
+        return isinstance(first, RelayablePort) and first.can_relay_with(second)
+
+    def _next_move(self, group: _Group) -> tuple[str, NativeMedia | None] | None:
+        """The next endpoint to re-INVITE, and where to: each endpoint sends to the other
+        when the pair is to be bypassed, to the gateway otherwise. None: all are in place."""
+        ports = self._ports(group)
+        if ports is None:
+            return None
+        desired: dict[str, NativeMedia | None] = dict.fromkeys(group.legs)
+        if self._wanted(group, ports) is MediaPath.BYPASS:
+            first, second = group.legs
+            desired = {first: self._native(second), second: self._native(first)}
+        for leg_id, target in desired.items():
+            if self._redirected.get(leg_id) != target:
+                return leg_id, target
+        return None
 
     def _native(self, leg_id: str) -> NativeMedia:
         native = self._calls.native_media(leg_id)
@@ -254,39 +276,49 @@ class MediaBridges:
             port.stop_relay()
         group.relay = []
 
-    async def _move(self, group: _Group, desired: dict[str, NativeMedia | None]) -> None:
-        """Re-INVITE the endpoints: to each other (bypass) or back to the gateway. The relay
-        carries the audio meanwhile, so nothing is lost while they move."""
+    async def _move(self, group: _Group) -> None:
+        """Re-INVITE the endpoints one by one, to each other (bypass) or back to the gateway,
+        looking afresh before each step at what the pair wants (a recording may have started
+        meanwhile). The relay carries the audio while they move, so nothing is lost."""
+        await asyncio.sleep(0)  # the other observers of this same change come first
         try:
-            for leg_id, target in desired.items():
-                if self._redirected.get(leg_id) == target or self._calls.live(leg_id) is None:
-                    continue
-                await self._calls.redirect_media(leg_id, target)
-                if target is None:
-                    self._redirected.pop(leg_id, None)
-                else:
-                    self._redirected[leg_id] = target
-            moved = "bypassed" if any(desired.values()) else "anchored"
-            log.info("legs %s: media %s", list(group.legs), moved)
+            while self._groups.get(frozenset(group.legs)) is group:
+                step = self._next_move(group)
+                if step is None:
+                    break
+                await self._redirect(*step)
         except MediaRedirectFailed as error:
             log.warning("legs %s: moving media failed, staying in the path: %s", group.legs, error)
             group.no_bypass = True
             for leg_id in group.legs:  # best effort: everyone back to the gateway
-                if leg_id in self._redirected:
-                    await self._anchor(leg_id)
+                await self._anchor(leg_id)
         finally:
             group.task = None
-        if self._groups.get(frozenset(group.legs)) is group:
-            self._repick(group)
+        for current in dict.fromkeys(self._group_of(leg_id) for leg_id in group.legs):
+            if current is not None:  # this pair, or what its legs are in now
+                self._repick(current)
+
+    async def _redirect(self, leg_id: str, target: NativeMedia | None) -> None:
+        """One re-INVITE, one at a time per endpoint (a pair parted mid-move and the leg's
+        next pair, or a conference, may both want to move it)."""
+        async with self._locks.setdefault(leg_id, asyncio.Lock()):
+            if self._redirected.get(leg_id) == target or self._calls.live(leg_id) is None:
+                return
+            await self._calls.redirect_media(leg_id, target)
+            if target is None:
+                self._redirected.pop(leg_id, None)
+            else:
+                self._redirected[leg_id] = target
+            log.info("call %s: media %s", leg_id, "to the gateway" if target is None else target)
 
     async def _anchor(self, leg_id: str) -> None:
         """Bring an endpoint's RTP back to the gateway; it is forgotten either way (an
         endpoint that refuses this is not asked again)."""
         try:
-            await self._calls.redirect_media(leg_id, None)
+            await self._redirect(leg_id, None)
         except MediaRedirectFailed as error:
             log.warning("call %s: media could not be brought back: %s", leg_id, error)
-        self._redirected.pop(leg_id, None)
+            self._redirected.pop(leg_id, None)
 
     def _track(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coroutine)

@@ -103,6 +103,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self.clock_rate = clock_rate
         self.jitter = jitter
         self.relay: RtpSession | None = None  # the session relayed packets are sent from
+        self.on_latched: Callable[[], None] | None = None  # told where the packets come from
         self.on_packet = on_packet
         self.on_rtcp = on_rtcp
         self.ssrc = random.getrandbits(32)
@@ -265,6 +266,8 @@ class RtpSession(asyncio.DatagramProtocol):
         if self._expected_ip is not None and addr[0] != self._expected_ip:
             return False
         self._source = self._remote = addr
+        if self.on_latched is not None:
+            self.on_latched()
         return True
 
     def _new_stream(self, ssrc: int, sequence: int) -> ReceptionStats:

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,7 +20,7 @@ from gateway.media.codecs import encode_ulaw
 from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from tests import test_dialogs
 from tests.sip.sipp import DID as SIP_DID
-from tests.sip.sipp import Sipp, running_world
+from tests.sip.sipp import Sipp, World, running_world
 from tests.test_dialogs import ANNOUNCES_LONG, ANSWERS, App
 
 app = test_dialogs.app  # the same fixture: a voice app with the dialog tests' numbers
@@ -121,30 +124,51 @@ async def test_rtp_from_a_sip_caller_reaches_a_simulated_phone(tmp_path: Path):
     assert packets[f'call_id="{parent}",direction="out"'] > 50
 
 
-@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
-async def test_two_sip_legs_with_one_codec_are_relayed_without_the_mixer(tmp_path: Path):
-    """SIPp calls in and streams PCMU; the app makes a dialog to a SIPp callee that echoes
-    RTP back (-rtp_echo). Both legs agreed on PCMU, so the gateway forwards packets as they
-    are: no bridge in the media plane, and the counters show the stream going through.
-    Bypass is off: it would take the gateway out of the path (tests/sip/test_bypass.py)."""
+@dataclass
+class EchoDialog:
+    """A SIPp caller streaming a tone, in a dialog with a SIPp callee that echoes RTP back."""
+
+    world: World
+    caller: Sipp
+    callee: Sipp
+    parent: str
+    child: str
+
+
+@asynccontextmanager
+async def echo_dialog(
+    tmp_path: Path, caller_scenario: str, bypass: bool = True
+) -> AsyncIterator[EchoDialog]:
+    """Answered and established; both SIPps have ended well when the block is left."""
     echo = Sipp("uas_answer", tmp_path, timeout=20, options=["-rtp_echo"])
     async with running_world(tmp_path) as world, echo as callee:
-        world.gateway.bridges.bypass = False
+        world.gateway.bridges.bypass = bypass
         trunk = await world.static_trunk(
             source_hosts=["127.0.0.1"], destination_hosts=[f"127.0.0.1:{callee.port}"]
         )
         caller = Sipp(
-            "uac_rtp_stream", tmp_path, remote=world.remote, timeout=20, options=["-s", SIP_DID]
+            caller_scenario, tmp_path, remote=world.remote, timeout=20, options=["-s", SIP_DID]
         )
         (caller.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 3.0)).tobytes())
         async with caller:
             parent = await caller.guard(world.received())
             child = await world.dialog(parent, trunk["id"])
             await caller.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent))
-            assert not world.gateway.media.bridges  # relayed, not mixed
-            packets = await caller.guard(echoed(world.api, parent, child))
+            yield EchoDialog(world, caller, callee, parent, child)
             (await caller.wait()).assert_ok()
         (await callee.wait()).assert_ok()
+
+
+@pytest.mark.skipif(shutil.which("sipp") is None, reason="SIPp is not installed")
+async def test_two_sip_legs_with_one_codec_are_relayed_without_the_mixer(tmp_path: Path):
+    """SIPp calls in and streams PCMU; the app makes a dialog to a SIPp callee that echoes
+    RTP back (-rtp_echo). Both legs agreed on PCMU, so the gateway forwards packets as they
+    are: no bridge in the media plane, and the counters show the stream going through.
+    Bypass is off: it would take the gateway out of the path (tests/sip/test_bypass.py)."""
+    async with echo_dialog(tmp_path, "uac_rtp_stream", bypass=False) as call:
+        assert not call.world.gateway.media.bridges  # relayed, not mixed
+        packets = await call.caller.guard(echoed(call.world.api, call.parent, call.child))
+    parent, child = call.parent, call.child
     relayed_in = packets[f'call_id="{parent}",direction="in"']
     assert relayed_in > 50
     assert packets[f'call_id="{child}",direction="out"'] >= relayed_in - 2  # forwarded as is

@@ -24,11 +24,12 @@ from gateway.app import Gateway
 from gateway.core.bridging import MediaPath
 from gateway.core.calls import MEDIA_CHANGED
 from gateway.core.leg import Leg
-from gateway.testing.audio import dominant_frequency, read_wav, tone_level
-from tests.media.test_dialog_audio import rtp_packets
+from gateway.media.codecs import encode_ulaw
+from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
+from tests.media.test_dialog_audio import echo_dialog, echoed, rtp_packets
 from tests.sip.baresip import BARESIP, Account, Baresip
 from tests.sip.sipp import DID, SIPP, Sipp, World, free_udp_port, running_world
-from tests.sip.test_reinvite import invites, received, sipp_media_port, uas
+from tests.sip.test_reinvite import invites, received, sipp_media_port
 from trunks.sip import sdp
 from trunks.sip.message import SipMessage, SipRequest
 from trunks.sip.transport import Peer
@@ -269,7 +270,9 @@ def media_ports(messages: list[str]) -> list[int]:
 
 @needs_sipp
 async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(tmp_path: Path):
-    callee = uas("uas_bypass_hold", tmp_path)
+    # Both endpoints send RTP (the caller a tone, the callee its echo): bypass needs to see
+    # that their packets come from where their SDP says.
+    callee = Sipp("uas_bypass_hold", tmp_path, options=["-mp", str(free_udp_port()), "-rtp_echo"])
     async with running_world(tmp_path) as world, callee:
         trunk = await world.static_trunk(
             source_hosts=["127.0.0.1"], destination_hosts=[f"127.0.0.1:{callee.port}"]
@@ -284,6 +287,7 @@ async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(t
         caller_port = free_udp_port()
         options = ["-s", DID, "-mp", str(caller_port)]
         caller = Sipp("uac_bypass_hold", tmp_path, remote=world.remote, timeout=30, options=options)
+        (caller.cwd / "tone.ul").write_bytes(encode_ulaw(tone(440, 1.0)).tobytes())
         async with caller:
             parent = await caller.guard(world.received())
             child = await world.dialog(parent, trunk["id"])
@@ -293,7 +297,9 @@ async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(t
         callee_result = await callee.wait()
     caller_result.assert_ok()
     callee_result.assert_ok()
-    assert changed == [parent, parent]  # the hold and the resume, nothing else
+    # The hold and the resume (and the first packets of each endpoint, seen where they come
+    # from) reached the core; the path went bypass, relay, bypass above.
+    assert changed.count(parent) >= 2 and set(changed) <= {parent, child}
     callee_port = sipp_media_port(callee)
     # The caller: bypassed to the callee, brought back to the gateway, bypassed again.
     bypassed, anchored, again = media_ports(invites(caller_result))
@@ -310,3 +316,19 @@ async def test_hold_while_bypassed_goes_back_through_the_gateway_until_resumed(t
     initial, bypassed, anchored, again, *_ = media_ports(invites(callee_result))
     assert bypassed == again == caller_port
     assert initial == anchored != caller_port
+
+
+@needs_sipp
+async def test_an_endpoint_behind_a_nat_is_never_bypassed(tmp_path: Path):
+    """The caller's SDP names one port and its RTP comes from another, as behind a NAT: the
+    callee could not reach it at its SDP address, so the pair stays relayed through the
+    gateway (which answers where the packets come from), with no re-INVITE to either."""
+    async with echo_dialog(tmp_path, "uac_rtp_stream_nat") as call:
+        gateway, parent, child = call.world.gateway, call.parent, call.child
+        packets = await call.caller.guard(echoed(call.world.api, parent, child))  # both latched
+        await gateway.bridges.settled()
+        assert gateway.bridges.path(parent, child) is MediaPath.RELAY
+        assert gateway.calls.native_media(parent) is None  # its SDP is not where it is
+        assert gateway.calls.native_media(child) is not None
+    # Both SIPps ended well: an unexpected re-INVITE would have failed them.
+    assert packets[f'call_id="{child}",direction="in"'] > 50  # the echo came back through us

@@ -119,6 +119,8 @@ class SipTrunkAdapter:
         self.carrier: CarrierLegs | None = None  # set when a carrier is configured
         control.register(self)
         endpoint.on_invite = self._on_invite
+        # Where an endpoint's packets really come from decides whether it can be bypassed.
+        media.on_latched = lambda leg_id: endpoint.loop.call_soon(control.on_media_changed, leg_id)
 
     # -- LegAdapter: calls the platform places --------------------------------------------
 
@@ -348,8 +350,19 @@ class SipTrunkAdapter:
         return self._media.get(leg.id)
 
     def native_media(self, leg: Leg) -> NativeMedia | None:
-        media = self._sdp.get(leg.id)
-        return media.native if media is not None else None
+        """Only once the endpoint's RTP has been seen coming from the address its SDP names:
+        one whose packets come from elsewhere (behind a NAT) would be sent into the void by
+        another endpoint; only the gateway, which answers where packets come from, reaches
+        it. Until its first packet nothing is known; that packet re-picks the path."""
+        media, port = self._sdp.get(leg.id), self._media.get(leg.id)
+        if media is None or media.native is None or port is None:
+            return None
+        if media.target is not None:
+            return media.native  # bypassed: it sends to its target, no more to us
+        session = port.session
+        if not session.latched or session.remote != (media.native.address, media.native.port):
+            return None
+        return media.native
 
     async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
         session, media = self._sessions.get(leg.id), self._sdp.get(leg.id)
@@ -377,19 +390,21 @@ class SipTrunkAdapter:
         endpoint has its version) and an :class:`~trunks.sip.sdp.SdpError` says the answer
         cannot be used."""
         port = self._media.get(leg_id)
-        assert port is not None and media.native is not None
-        # Back to us: our address and RTP port, with the codec the endpoint uses now.
-        ours = replace(
-            media.native,
-            address=self._media.address,
-            port=port.session.local_port,
-            ptime=20,
-            direction="sendrecv",
-        )
-        towards = target or ours
+        assert port is not None
         sent: list[sdp.SessionDescription] = []
 
-        def offer() -> bytes:  # asked again if glare makes the session retry
+        def offer() -> bytes:
+            """Asked again if glare makes the session retry: what is current then (the
+            endpoint's own re-INVITE may have changed its codec meanwhile)."""
+            assert media.native is not None
+            # Back to us: our address and RTP port, with the codec the endpoint uses now.
+            towards = target or replace(
+                media.native,
+                address=self._media.address,
+                port=port.session.local_port,
+                ptime=20,
+                direction="sendrecv",
+            )
             sent.append(
                 sdp.make_offer(
                     towards.address,
@@ -528,7 +543,7 @@ class SipTrunkAdapter:
                 )
             except sdp.NoCommonCodec:
                 log.info("call %s: its new offer leaves the bypass, answering for us", leg_id)
-                target = media.target = None
+                target = None
         if target is None:
             answer, negotiated = sdp.answer(
                 offer,
@@ -538,6 +553,7 @@ class SipTrunkAdapter:
                 session=media.state,
             )
             port.use(negotiated)
+            media.target = None  # only once our own answer stands: it sends to us now
         media.native, media.remote_origin = native_media(negotiated), offer.origin
         return answer.serialize()
 

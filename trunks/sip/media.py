@@ -6,6 +6,7 @@ session's packets into the media plane's 20 ms frames and back; and an endpoint'
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -109,6 +110,8 @@ class RtpMediaPort:
     def relay_with(self, other: RelayablePort) -> None:
         assert isinstance(other, RtpMediaPort)
         self.session.relay, other.session.relay = other.session, self.session
+        for port in (self, other):  # what was buffered before must not play after the relay
+            port.jitter.reset()
 
     def stop_relay(self) -> None:
         self.session.relay = None
@@ -149,6 +152,8 @@ class SipMedia:
         self.allocator = allocator
         self.address = address
         self.registry = registry
+        # Told (with the leg id) when a leg's session learns where its packets come from.
+        self.on_latched: Callable[[str], None] | None = None
         self._ports: dict[str, RtpMediaPort] = {}
 
     async def open(self, leg_id: str) -> RtpMediaPort:
@@ -159,6 +164,9 @@ class SipMedia:
                 self.allocator, self.address, call_id=leg_id, registry=self.registry
             )
             port = RtpMediaPort(session)
+            if self.on_latched is not None:
+                on_latched = self.on_latched
+                session.on_latched = lambda: on_latched(leg_id)
             self._ports[leg_id] = port
             await session.start()
         return port
