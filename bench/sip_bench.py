@@ -185,13 +185,14 @@ async def run_step(
     sip_port: int, rate: int, seconds: int, hold_ms: int, work: Path, scenario: str = "uac_hold"
 ) -> dict[str, float]:
     calls = rate * seconds
+    counts = ["-trace_counts"] if scenario == "uac_bypass" else []
     process = await asyncio.create_subprocess_exec(
         "sipp", f"127.0.0.1:{sip_port}", "-sf", str(HERE / f"{scenario}.xml"), "-s", DID,
         "-i", "127.0.0.1", "-p", str(free_port()), "-mp", str(free_port()),
         "-r", str(rate), "-m", str(calls), "-l", str(rate * (hold_ms // 1000 + 3)),
         "-d", str(hold_ms), "-nostdin", "-timeout", str(seconds + 30), "-timeout_error",
         "-trace_stat", "-stf", str(work / "stats.csv"), "-fd", "1",
-        "-recv_timeout", "10000",
+        "-recv_timeout", "10000", *counts,
         cwd=work, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     started = time.monotonic()
@@ -208,7 +209,24 @@ async def run_step(
         "failed": int(stats.get("FailedCall(C)", 0)),
         "seconds": elapsed,
         "rtd_ms": _rtd_ms(stats),
+        "reinvites": _reinvites(work, scenario) if counts else None,
     }
+
+
+def _reinvites(work: Path, scenario: str) -> int:
+    """How many calls the caller saw re-INVITEd (their media moved to the callee), from
+    SIPp's message counts."""
+    total = 0
+    for path in work.glob(f"{scenario}_*_counts.csv"):
+        rows = path.read_text().strip().splitlines()
+        header, last = rows[0].split(";"), rows[-1].split(";")
+        total += sum(
+            int(value)
+            for name, value in zip(header, last, strict=False)
+            if name.endswith("_INVITE_Recv")
+        )
+        path.unlink()
+    return total
 
 
 def _rtd_ms(stats: dict[str, str]) -> float:
@@ -289,7 +307,8 @@ async def _ramp_to(
         result = await run_step(port, rate, seconds, hold_ms, work, scenario)
         results.append(result)
         ok, calls, failed = result["ok"], result["calls"], result["failed"]
-        print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed", flush=True)
+        moved = "" if result["reinvites"] is None else f", {result['reinvites']} bypassed"
+        print(f"  {rate:5d} cps: {ok:.0f}/{calls:.0f} ok, {failed:.0f} failed{moved}", flush=True)
         if result["failed"] or result["ok"] < result["calls"]:
             break
         best = rate
@@ -297,11 +316,11 @@ async def _ramp_to(
 
 
 async def start_uas() -> tuple[asyncio.subprocess.Process, int]:
-    """A SIPp UAS as the callee: 180, 200, answers re-INVITEs, waits for the BYE."""
+    """A SIPp UAS as the callee: 180, 200, answers re-INVITEs, echoes RTP, waits for the BYE."""
     port = free_port()
     process = await asyncio.create_subprocess_exec(
         "sipp", "-sf", str(HERE / "uas_bypass.xml"), "-i", "127.0.0.1", "-p", str(port),
-        "-nostdin", "-bg",
+        "-nostdin", "-bg", "-mp", str(free_port()), "-rtp_echo",
         "-timeout", "900", stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
     )  # fmt: skip
     await process.wait()  # -bg: SIPp forks into the background and prints its pid
@@ -316,6 +335,7 @@ async def b2bua(rates: list[int], seconds: int, hold_ms: int, work: Path) -> dic
     """SIPp UAC → B2BUA → SIPp UAS: the gateway (a dialog per call, through the Calls API
     loop) and, in the same run, the sippy B2BUA (signalling only)."""
     figures: dict[str, tuple] = {}
+    (work / "bench.ul").write_bytes(b"\xff" * 8000)  # a second of µ-law silence, looped
     _, uas_port = await start_uas()
     try:
         gateway, api, app, sip_port = await _session(work, None, uas_port)
