@@ -56,6 +56,8 @@ bench-sip: venv
 	$(BIN)/pip install -q -e '.[bench]'
 	$(BIN)/python bench/sip_bench.py $(BENCH_ARGS)
 
-# Media: calls relayed, mixed and conferenced by the media plane, and rtpengine's userspace relay.
+# Media: calls relayed, mixed and conferenced by the media plane, against rtpengine's userspace
+# relay (Debian rtpengine-daemon, installed here) and a bare uvloop relay.
 bench-media: venv
+	$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES=rtpengine-daemon
 	$(BIN)/python bench/media_bench.py $(BENCH_ARGS)
