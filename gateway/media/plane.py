@@ -67,8 +67,9 @@ def _reraise(bridge: Bridge, exc: Exception) -> None:
 
 
 def tick_bridges(bridges: Iterable[Bridge], on_failure: OnFailure) -> None:
-    """One tick of many bridges, batched per sample rate. A bridge whose port or tap raises
-    goes to ``on_failure`` and is written nothing more this tick; the others carry on."""
+    """One tick of many bridges, batched per sample rate. A bridge whose port raises goes to
+    ``on_failure`` and is written nothing more this tick; the others carry on. A tap that
+    raises is removed, alone: its bridge's calls keep their audio."""
     by_rate: dict[int, list[Bridge]] = {}
     for bridge in bridges:
         if bridge.ports:
@@ -121,11 +122,12 @@ class _Batch:
         for bridge, first, ports in self.spans:
             if bridge.taps and bridge not in self.failed:
                 block = frames[first : first + len(ports)]
-                try:
-                    for tap in bridge.taps:
+                for tap in list(bridge.taps):
+                    try:
                         tap(block)
-                except Exception as exc:
-                    self.fail(bridge, exc)
+                    except Exception:  # the calls keep their audio; only the tap goes
+                        log.exception("a tap of a bridge failed; removing it")
+                        bridge.taps.remove(tap)
         self.write(self.mix(frames))
 
     def fail(self, bridge: Bridge, exc: Exception) -> None:

@@ -90,6 +90,24 @@ def test_taps_see_their_bridge_rows_in_port_order() -> None:
     assert np.array_equal(seen[0], np.stack([b.frame, c.frame]))
 
 
+def test_a_failing_tap_is_removed_and_its_bridge_carries_on() -> None:
+    a, b = PlainPort(tone(100)), PlainPort(tone(200))
+    seen: list[int] = []
+
+    def broken(frames: np.ndarray) -> None:
+        raise RuntimeError("disk full")
+
+    def good(frames: np.ndarray) -> None:
+        seen.append(len(frames))
+
+    bridge = Bridge([a, b], taps=[broken, good])
+    failed: list[Bridge] = []
+    tick_bridges([bridge], lambda bridge, exc: failed.append(bridge))
+    tick_bridges([bridge], lambda bridge, exc: failed.append(bridge))
+    assert failed == [] and bridge.taps == [good] and seen == [2, 2]
+    assert np.array_equal(b.heard[-1], a.frame)  # the calls still hear each other
+
+
 def test_a_missing_payload_is_concealed_from_the_last_frame() -> None:
     port, other = G711Port(tone(8000)), PlainPort(None)
     bridge = Bridge([port, other])
