@@ -150,8 +150,11 @@ async def test_two_sessions_exchange_packets(pair: tuple[RtpSession, RtpSession]
     assert (cb.lost, cb.dropped_foreign, cb.dropped_malformed) == (0, 0, 0)
 
 
-async def test_a_relay_forwards_the_datagrams_untouched(allocator: PortAllocator) -> None:
-    """A -> B, and B relays to the outgoing leg's session -> C."""
+@pytest.fixture
+async def relay_chain(
+    allocator: PortAllocator,
+) -> AsyncIterator[tuple[RtpSession, RtpSession, RtpSession, RtpSession]]:
+    """A sends to B; B relays through the outgoing leg's session ``out`` to C."""
     c = RtpSession(allocator, LOCAL, rtcp="off")
     await c.start()
     out = RtpSession(allocator, LOCAL, remote=(LOCAL, c.local_port), rtcp="off")
@@ -161,51 +164,47 @@ async def test_a_relay_forwards_the_datagrams_untouched(allocator: PortAllocator
         await session.start()
     a = RtpSession(allocator, LOCAL, remote=(LOCAL, b.local_port), rtcp="off")
     await a.start()
+    yield a, b, out, c
+    for session in (a, b, out, c):
+        session.close()
+
+
+async def test_a_relay_forwards_the_datagrams_untouched(
+    relay_chain: tuple[RtpSession, RtpSession, RtpSession, RtpSession],
+) -> None:
+    """A -> B, and B relays to the outgoing leg's session -> C."""
+    a, b, out, c = relay_chain
     at_c = Received(c)
-    try:
-        for i in range(5):
-            a.send_payload(bytes([i]) * 20, marker=i == 0, payload_type=8)
-        await at_c.datagrams_reach(5)
-        assert [(h.ssrc, h.payload_type, h.marker) for h, _ in at_c.packets] == [
-            (a.ssrc, 8, i == 0) for i in range(5)
-        ]
-        assert [p for _, p in at_c.packets] == [bytes([i]) * 20 for i in range(5)]
-        assert (b.counters.packets_in, out.counters.packets_out) == (5, 5)
-    finally:
-        for session in (a, b, out, c):
-            session.close()
+    for i in range(5):
+        a.send_payload(bytes([i]) * 20, marker=i == 0, payload_type=8)
+    await at_c.datagrams_reach(5)
+    assert [(h.ssrc, h.payload_type, h.marker) for h, _ in at_c.packets] == [
+        (a.ssrc, 8, i == 0) for i in range(5)
+    ]
+    assert [p for _, p in at_c.packets] == [bytes([i]) * 20 for i in range(5)]
+    assert (b.counters.packets_in, out.counters.packets_out) == (5, 5)
 
 
-async def test_a_relay_drops_what_it_would_not_accept_itself(allocator: PortAllocator) -> None:
+async def test_a_relay_drops_what_it_would_not_accept_itself(
+    relay_chain: tuple[RtpSession, RtpSession, RtpSession, RtpSession],
+) -> None:
     """The relay's own path keeps the checks: malformed datagrams and a foreign source after
     the latch are counted and never forwarded."""
-    c = RtpSession(allocator, LOCAL, rtcp="off")
-    await c.start()
-    out = RtpSession(allocator, LOCAL, remote=(LOCAL, c.local_port), rtcp="off")
-    b = RtpSession(allocator, LOCAL, rtcp="off")
-    b.relay = out
-    for session in (out, b):
-        await session.start()
-    a = RtpSession(allocator, LOCAL, remote=(LOCAL, b.local_port), rtcp="off")
-    await a.start()
+    a, b, out, c = relay_chain
     at_b, at_c = Received(b), Received(c)
-    try:
-        a.send_payload(b"a" * 160)  # latches b on a
-        await at_c.datagrams_reach(1)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
-            intruder.bind((LOCAL, 0))
-            intruder.sendto(build_rtp(0, 1, 1, 0x1234, b"evil"), (LOCAL, b.local_port))
-            intruder.sendto(b"\x00" * 20, (LOCAL, b.local_port))  # RTP version 0
-            a.send_raw(b"\x80")  # from the latched source, but shorter than a header
-            await at_b.datagrams_reach(4)
-        a.send_payload(b"b" * 160)
-        await at_c.datagrams_reach(2)
-        assert [payload for _, payload in at_c.packets] == [b"a" * 160, b"b" * 160]
-        assert (b.counters.dropped_foreign, b.counters.dropped_malformed) == (1, 2)
-        assert (b.counters.packets_in, out.counters.packets_out) == (2, 2)
-    finally:
-        for session in (a, b, out, c):
-            session.close()
+    a.send_payload(b"a" * 160)  # latches b on a
+    await at_c.datagrams_reach(1)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as intruder:
+        intruder.bind((LOCAL, 0))
+        intruder.sendto(build_rtp(0, 1, 1, 0x1234, b"evil"), (LOCAL, b.local_port))
+        intruder.sendto(b"\x00" * 20, (LOCAL, b.local_port))  # RTP version 0
+        a.send_raw(b"\x80")  # from the latched source, but shorter than a header
+        await at_b.datagrams_reach(4)
+    a.send_payload(b"b" * 160)
+    await at_c.datagrams_reach(2)
+    assert [payload for _, payload in at_c.packets] == [b"a" * 160, b"b" * 160]
+    assert (b.counters.dropped_foreign, b.counters.dropped_malformed) == (1, 2)
+    assert (b.counters.packets_in, out.counters.packets_out) == (2, 2)
 
 
 async def test_a_foreign_source_cannot_hijack_a_latched_stream(
