@@ -104,6 +104,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self.jitter = jitter
         self.relay: RtpSession | None = None  # the session relayed packets are sent from
         self.on_latched: Callable[[], None] | None = None  # told where the packets come from
+        # False while the endpoint's RTP bypasses the gateway: it hears nothing from us then,
+        # RTCP included (its RTCP goes to the other endpoint, as its RTP does).
+        self.reporting = True
         self.on_packet = on_packet
         self.on_rtcp = on_rtcp
         self.ssrc = random.getrandbits(32)
@@ -356,7 +359,7 @@ class RtpSession(asyncio.DatagramProtocol):
         self._schedule_report(loop)
         destination = self._rtcp_destination()
         transport = self._transport if self._mux else self._rtcp_transport
-        if destination is None or transport is None:
+        if destination is None or transport is None or not self.reporting:
             return
         now = _now()
         blocks = () if self._stats is None else (self._stats.report_block(now),)

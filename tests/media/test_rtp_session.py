@@ -314,6 +314,29 @@ def expect(
     return future
 
 
+async def test_a_session_not_reporting_sends_no_rtcp(allocator: PortAllocator) -> None:
+    """While its endpoint is bypassed a session stays silent, RTCP included."""
+    a, b = await rtcp_pair(allocator, "port")
+    b.set_remote((LOCAL, a.local_port))
+    b.reporting = False
+    from_a: list[RtcpPacket] = []
+    b.on_rtcp = from_a.extend
+    from_b: list[RtcpPacket] = []
+    a.on_rtcp = from_b.extend
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while len(from_a) < 4:  # at least 4 x 25 ms: b's first report was due by 75 ms
+                await asyncio.sleep(0.01)
+        assert from_b == []
+        b.reporting = True
+        async with asyncio.timeout(TIMEOUT):
+            while not from_b:
+                await asyncio.sleep(0.01)
+    finally:
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("mode", ["port", "mux"])
 async def test_rtcp_reports_are_exchanged(allocator: PortAllocator, mode: str) -> None:
     a, b = await rtcp_pair(allocator, mode)

@@ -166,6 +166,8 @@ async def test_two_sip_endpoints_talk_past_the_gateway(phones: Phones):
         assert (audio.connection, audio.port) == (native.address, native.port)
         assert audio.codecs[0].payload_type == native.payload_type
 
+    # The gateway's sessions of the two legs stay silent, RTCP included.
+    assert not any(calls.media_port(leg).session.reporting for leg in (parent, child))
     # They talk: nothing goes through the gateway over the window, yet each hears the other.
     before = await phones.packets(parent, child)
     await asyncio.sleep(2.5)  # the measurement window
@@ -184,6 +186,7 @@ async def test_endpoints_brought_back_are_relayed_again(phones: Phones):
     phones.gateway.bridges.bypass = False
     phones.gateway.bridges.join(parent, child)  # re-pick: back through the gateway
     await path_becomes(phones.gateway, parent, child, MediaPath.RELAY)
+    assert all(phones.gateway.calls.media_port(leg).session.reporting for leg in (parent, child))
     for endpoint in (phones.caller, phones.callee):
         [_, back] = phones.reinvites[endpoint.sip_port]
         assert (back.media[0].connection, back.media[0].port) == (

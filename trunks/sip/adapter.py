@@ -429,6 +429,7 @@ class SipTrunkAdapter:
         negotiated = sdp.apply_answer(offered, received)
         if target is None:
             port.use(negotiated)  # back through us: send where it now says
+        port.session.reporting = target is None  # bypassed: our RTCP would be about nothing
         media.native, media.remote_origin = native_media(negotiated), received.origin
         media.target = target
         return media.native
