@@ -628,6 +628,13 @@ def dialog_event(
                 }
             )
         )
+    return dialog_envelope(event_type, dialog, moment, properties)
+
+
+def dialog_envelope(
+    event_type: str, dialog: Dialog, moment: datetime, properties: dict[str, Any]
+) -> dict[str, Any]:
+    """The envelope of every DIALOG_* event (dialog events, dialog recordings)."""
     return _compact(
         {
             "dialogId": dialog.id,

@@ -35,7 +35,13 @@ from gateway.core.calls import (
     WrongState,
     order_key,
 )
-from gateway.core.dialogs import Dialog, DialogControl, DialogQuery, DialogState
+from gateway.core.dialogs import (
+    Dialog,
+    DialogControl,
+    DialogQuery,
+    DialogState,
+    dialog_envelope,
+)
 from gateway.core.leg import Leg, LegState
 from gateway.core.ports import EventSink
 from gateway.core.views import (
@@ -561,15 +567,8 @@ class RecordingControl:
             return
         dialog = session.dialog
         assert dialog is not None
-        event = {
-            "dialogId": dialog.id,
-            "timestamp": format_time(moment),
-            "callsConfigurationId": dialog.calls_configuration_id,
-            "platform": dialog.platform,
-            "type": f"DIALOG_RECORDING_{what}",
-            "properties": properties,
-        }
-        self._sink.publish({k: v for k, v in event.items() if v is not None}, dialog.parent_call_id)
+        event = dialog_envelope(f"DIALOG_RECORDING_{what}", dialog, moment, properties)
+        self._sink.publish(event, dialog.parent_call_id)
 
     def _track(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coroutine)
