@@ -94,3 +94,36 @@ def write_wav(target: str | PathLike | BinaryIO, pcm: np.ndarray, rate: int) -> 
         wav.setsampwidth(2)
         wav.setframerate(rate)
         wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
+
+
+DTMF_ROW_HZ = (697.0, 770.0, 852.0, 941.0)
+DTMF_COLUMN_HZ = (1209.0, 1336.0, 1477.0, 1633.0)
+DTMF_KEYPAD = ("123A", "456B", "789C", "*0#D")
+
+
+def dtmf(
+    digits: str,
+    on_ms: float = 70,
+    off_ms: float = 70,
+    rate: int = 8000,
+    amplitude: float = 0.2,
+    twist_db: float = 0.0,
+    deviation: float = 0.0,
+) -> np.ndarray:
+    """Keyed DTMF as int16: each digit's two tones for ``on_ms``, then ``off_ms`` of silence.
+
+    ``amplitude`` is the row tone's; the column tone is ``twist_db`` louder (negative: quieter),
+    and both frequencies are off by the fraction ``deviation``, to test a detector's limits.
+    The frequencies are written out here, not taken from the detector, so a slip in either shows.
+    """
+    t = np.arange(round(on_ms * rate / 1000)) / rate
+    gap = silence(off_ms / 1000, rate)
+    parts = []
+    for digit in digits:
+        row = next(r for r, keys in enumerate(DTMF_KEYPAD) if digit in keys)
+        low = DTMF_ROW_HZ[row] * (1 + deviation)
+        high = DTMF_COLUMN_HZ[DTMF_KEYPAD[row].index(digit)] * (1 + deviation)
+        pair = amplitude * np.sin(2 * np.pi * low * t)
+        pair += amplitude * 10 ** (twist_db / 20) * np.sin(2 * np.pi * high * t)
+        parts += [np.rint(pair * FULL_SCALE).astype(np.int16), gap]
+    return np.concatenate(parts) if parts else silence(0, rate)
