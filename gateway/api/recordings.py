@@ -3,7 +3,7 @@ call's or dialog's recording, files to download with HTTP ranges, deletion)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,7 +16,12 @@ from gateway.api.errors import ApiError, bad_request
 from gateway.api.recording_bodies import DialogRecordingBody, StartRecordingBody
 from gateway.core.calls import CallError
 from gateway.core.leg import Direction
-from gateway.core.recordings import RecordingControl, RecordingNotFound, RecordingQuery
+from gateway.core.recordings import (
+    RecordingControl,
+    RecordingFile,
+    RecordingNotFound,
+    RecordingQuery,
+)
 from gateway.core.views import call_recording_view, dialog_recording_view, recording_file_view
 
 router = APIRouter(prefix="/calls/1", tags=["recordings"])
@@ -163,38 +168,34 @@ async def list_dialog_recordings(
 # -- one call's, one dialog's -----------------------------------------------------------------
 
 
-@router.get("/recordings/calls/{call_id}")
-async def get_call_recording(call_id: str, control: Control) -> dict[str, Any]:
+def _files_of(lookup: Callable[[str], list[RecordingFile]], owner_id: str) -> list[RecordingFile]:
+    """A call's or a dialog's files; 404 (or 400) in the Calls API shape when it has none."""
     try:
-        return call_recording_view(control.of_call(call_id), public=True)
+        return lookup(owner_id)
     except CallError as error:
         raise _raise(error) from None
+
+
+@router.get("/recordings/calls/{call_id}")
+async def get_call_recording(call_id: str, control: Control) -> dict[str, Any]:
+    return call_recording_view(_files_of(control.of_call, call_id), public=True)
 
 
 @router.delete("/recordings/calls/{call_id}")
 async def delete_call_recording(call_id: str, control: Control) -> dict[str, Any]:
-    try:
-        files = control.of_call(call_id)
-    except CallError as error:
-        raise _raise(error) from None
+    files = _files_of(control.of_call, call_id)
     control.delete_files(files)
     return call_recording_view(files, public=True)
 
 
 @router.get("/recordings/dialogs/{dialog_id}")
 async def get_dialog_recording(dialog_id: str, control: Control) -> dict[str, Any]:
-    try:
-        return dialog_recording_view(control.of_dialog(dialog_id), public=True)
-    except CallError as error:
-        raise _raise(error) from None
+    return dialog_recording_view(_files_of(control.of_dialog, dialog_id), public=True)
 
 
 @router.delete("/recordings/dialogs/{dialog_id}")
 async def delete_dialog_recording(dialog_id: str, control: Control) -> dict[str, Any]:
-    try:
-        files = control.of_dialog(dialog_id)
-    except CallError as error:
-        raise _raise(error) from None
+    files = _files_of(control.of_dialog, dialog_id)
     control.delete_files(files)
     return dialog_recording_view(files, public=True)
 
