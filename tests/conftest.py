@@ -23,10 +23,19 @@ API_KEY = "test-key-0123456789"
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
 
 
+_HANDED_OUT: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free loopback port never handed out before in this run, so that two parts of one test
+    (say a SIPp started before the gateway binds) are never given the same port."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def fast_settings(data_dir: Path, **overrides) -> Settings:

@@ -112,6 +112,7 @@ class CallControl:
         self._tasks: set[asyncio.Task[None]] = set()
         self._observers: list[Callable[[Leg, str], None]] = []
         self._before: list[Callable[[Leg, str], None]] = []
+        self._dtmf_observers: list[Callable[[Leg, str], None]] = []
 
     # -- wiring ---------------------------------------------------------------------------
 
@@ -124,6 +125,10 @@ class CallControl:
         JOINING_CONFERENCE): what the leg carries, a recording, ends before the leg's final
         event, as the event sequences want."""
         self._before.append(observer)
+
+    def observe_dtmf(self, observer: Callable[[Leg, str], None]) -> None:
+        """Call ``observer(leg, digit)`` for each digit a live leg's endpoint keys."""
+        self._dtmf_observers.append(observer)
 
     def register(self, adapter: LegAdapter) -> None:
         """Add an adapter; of several for one endpoint type, the first that serves an endpoint
@@ -174,6 +179,11 @@ class CallControl:
         if live is None:
             raise MediaRedirectFailed(f"call {leg_id} has ended")
         return await live.adapter.redirect_media(live.leg, target)
+
+    def send_dtmf(self, leg_id: str, digit: str, duration_ms: int) -> bool:
+        """Start one digit out of band on the live leg; False: the caller plays it in-band."""
+        live = self._live.get(leg_id)
+        return live is not None and live.adapter.send_dtmf(live.leg, digit, duration_ms)
 
     def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
         """Mark a live leg as part of a dialog (or of none); later events carry the id."""
@@ -327,6 +337,13 @@ class CallControl:
         if live is not None:
             for observer in list(self._observers):
                 observer(live.leg, MEDIA_CHANGED)
+
+    def on_dtmf(self, leg_id: str, digit: str) -> None:
+        """The endpoint keyed ``digit`` (RFC 4733, or found in-band by the core's detector)."""
+        live = self._live.get(leg_id)
+        if live is not None:
+            for observer in list(self._dtmf_observers):
+                observer(live.leg, digit)
 
     def on_ended(
         self, leg_id: str, cause: ErrorCode, source: HangupSource = HangupSource.ENDPOINT

@@ -9,6 +9,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
+    import numpy as np
+
     from gateway.core.errors import ErrorCode
     from gateway.core.leg import Leg
     from gateway.core.query import LegQuery
@@ -18,6 +20,24 @@ if TYPE_CHECKING:
 class MediaRedirectFailed(Exception):
     """The endpoint did not take the new media path (refused the re-INVITE, or no answer);
     its media stays where it was."""
+
+
+class ContentUnavailable(Exception):
+    """Audio that cannot be played (not found, not audio, too big, too slow to fetch): what an
+    action's ERROR event says, as ``errorCode`` and ``errorDetails``."""
+
+    def __init__(self, details: str, error_code: str = "FILE_CAN_NOT_BE_PLAYED") -> None:
+        super().__init__(details)
+        self.details = details
+        self.error_code = error_code
+
+
+class AudioFetcher(Protocol):
+    """Audio behind a URL (``play`` content of type URL), fetched once and cached."""
+
+    async def fetch(self, url: str) -> np.ndarray:
+        """The audio as int16 mono 8 kHz samples; raises :class:`ContentUnavailable`."""
+        ...
 
 
 class EventSink(Protocol):
@@ -77,6 +97,13 @@ class LegAdapter(Protocol):
         it; the leg's media then stays where it was. While a leg is redirected, re-offers from
         its endpoint are answered pointing at the same target, and a change of the endpoint's
         own native media is reported through ``CallControl.on_media_changed``."""
+        ...
+
+    def send_dtmf(self, leg: Leg, digit: str, duration_ms: int) -> bool:
+        """Start sending one DTMF digit (``0-9*#A-D``) out of band (RFC 4733), lasting
+        ``duration_ms``, if the endpoint agreed on telephone-event; return at once. False when
+        it did not: the core then plays the digit in-band. Digits the endpoint sends come back
+        through ``CallControl.on_dtmf``, once per key press, from either kind."""
         ...
 
 

@@ -153,7 +153,8 @@ async def echo_dialog(
         async with caller:
             parent = await caller.guard(world.received())
             child = await world.dialog(parent, trunk["id"])
-            await caller.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent))
+            established = world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+            await caller.guard(callee.guard(established))
             yield EchoDialog(world, caller, callee, parent, child)
             (await caller.wait()).assert_ok()
         (await callee.wait()).assert_ok()
