@@ -336,3 +336,39 @@ async def test_a_tap_in_the_same_turn_as_the_answer_never_bypasses(plane):
     await bridges.settled()
     assert calls.redirects == []
     assert bridges.path("a", "b") is MediaPath.MIX
+
+
+async def test_a_source_played_to_one_leg_pulls_the_pair_back_and_only_that_leg_hears_it(plane):
+    a, b, calls, bridges = await bypassed(plane)
+    prompt = np.full(160, 500, np.int16)
+    assert bridges.play("a", lambda: prompt)
+    await bridges.settled()
+    assert calls.redirects[2:] == [("a", None), ("b", None)]
+    assert bridges.path("a", "b") is MediaPath.MIX
+    (bridge,) = plane.bridges
+    bridge.tick()
+    assert a.port.heard[-1][0] == 3000 + 500  # its partner, with the prompt over it
+    assert b.port.heard[-1][0] == 1000  # the partner hears the leg, not the prompt
+
+    source = bridge.overlays[0].source
+    bridges.unplay("a", source)
+    await bridges.settled()
+    assert bridges.path("a", "b") is MediaPath.BYPASS
+
+
+async def test_a_source_played_to_a_lone_leg_gets_a_bridge_that_goes_with_it(plane):
+    calls = FakeCalls(FakeLeg("a", port=FakePort("pcmu", 0)))
+    bridges = MediaBridges(calls, plane)
+    frames = iter([np.full(160, 700, np.int16), None])
+
+    def source():
+        return next(frames)
+
+    assert bridges.play("a", source)
+    (bridge,) = plane.bridges
+    bridge.tick()
+    bridge.tick()
+    port = calls.legs["a"].port
+    assert [frame[0] for frame in port.heard] == [700, 0]
+    bridges.unplay("a", source)
+    assert not plane.bridges

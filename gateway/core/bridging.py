@@ -6,9 +6,10 @@ to send straight to the other, and the gateway carries only signalling), **relay
 with the same payload types: packets forwarded without decoding; also the path while bypass is
 being set up or torn down) and **mix** (the media plane decodes, mixes N-1 and encodes).
 
-A *tap* (a recorder) needs the audio: a tapped leg is mixed, with its dialog partner if it has
-one, alone otherwise, and a bypassed pair is re-anchored first (re-INVITEs back to the
-gateway). When the last tap goes, the pair drops back to bypass. The core decides who hears
+A *tap* (a recorder, a DTMF detector) needs the audio, and so does a *source* played to a
+leg (a prompt, DTMF tones): such a leg is mixed, with its dialog partner if it has one, alone
+otherwise, and a bypassed pair is re-anchored first (re-INVITEs back to the gateway). When the
+last tap and source go, the pair drops back to bypass. The core decides who hears
 whom; the media plane moves the frames; the adapters' media ports are where audio comes and
 goes, and their ``redirect_media`` is how an endpoint is told where to send.
 """
@@ -27,7 +28,7 @@ import numpy as np
 from gateway.core.calls import JOINING_CONFERENCE, MEDIA_CHANGED, CallControl
 from gateway.core.leg import Leg, LegState
 from gateway.core.ports import MediaRedirectFailed
-from gateway.media.plane import Bridge, MediaPlane
+from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
 from gateway.media.port import MediaPort, NativeMedia, RelayablePort
 
 log = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ class MediaBridges:
         self.bypass = bypass
         self._groups: dict[frozenset[str], _Group] = {}
         self._taps: dict[str, list[FrameTap]] = {}
+        self._sources: dict[str, list[FrameSource]] = {}  # played to the leg
         # Where an endpoint sends its RTP when not to the gateway (leg id → native media of
         # the endpoint it was pointed at). Kept per leg, not per pair: a leg whose pair parted
         # keeps pointing where it was until its media is needed again (tapped, joined,
@@ -94,12 +96,14 @@ class MediaBridges:
         if group is None:
             return
         for leg_id in group.legs:
-            if self._taps.get(leg_id) and self._calls.live(leg_id) is not None:
+            if self._uses_audio(leg_id) and self._calls.live(leg_id) is not None:
                 self._solo(leg_id)
 
     def part_all(self, leg_id: str) -> None:
-        """A leg ended: every bridge or relay it was in is dissolved, its taps dropped."""
+        """A leg ended: every bridge or relay it was in is dissolved, its taps and sources
+        dropped."""
         self._taps.pop(leg_id, None)
+        self._sources.pop(leg_id, None)
         self._redirected.pop(leg_id, None)
         self._locks.pop(leg_id, None)
         for key in [key for key in self._groups if leg_id in key]:
@@ -108,30 +112,50 @@ class MediaBridges:
     def tap(self, leg_id: str, tap: FrameTap) -> bool:
         """Give ``tap`` the audio of the leg and of whoever it hears, from the next tick on
         (after a re-anchoring, when the leg was bypassed). False when the leg has no media."""
+        return self._use(leg_id, self._taps, tap)
+
+    def untap(self, leg_id: str, tap: FrameTap) -> None:
+        self._unuse(leg_id, self._taps, tap)
+
+    def play(self, leg_id: str, source: FrameSource) -> bool:
+        """Mix what ``source`` gives over what the leg hears, each tick, until
+        :meth:`unplay` (after a re-anchoring, when the leg was bypassed: the source is not
+        called meanwhile). One source may be played to several legs: it is called once per
+        tick and heard by all. False when the leg has no media."""
+        return self._use(leg_id, self._sources, source)
+
+    def unplay(self, leg_id: str, source: FrameSource) -> None:
+        self._unuse(leg_id, self._sources, source)
+
+    def _use(self, leg_id: str, uses: dict[str, list[Any]], use: Any) -> bool:
         if self._calls.media_port(leg_id) is None:
             return False
-        self._taps.setdefault(leg_id, []).append(tap)
+        uses.setdefault(leg_id, []).append(use)
         group = self._group_of(leg_id)
         if group is None:
             self._solo(leg_id)
         else:
+            self._feed_taps(group)
             self._repick(group)
         return True
 
-    def untap(self, leg_id: str, tap: FrameTap) -> None:
-        taps = self._taps.get(leg_id, [])
-        if tap in taps:
-            taps.remove(tap)
-        if not taps:
-            self._taps.pop(leg_id, None)
+    def _unuse(self, leg_id: str, uses: dict[str, list[Any]], use: Any) -> None:
+        mine = uses.get(leg_id, [])
+        if use in mine:
+            mine.remove(use)
+        if not mine:
+            uses.pop(leg_id, None)
         group = self._group_of(leg_id)
         if group is None:
             return
-        if len(group.legs) == 1 and not taps:
+        if len(group.legs) == 1 and not self._uses_audio(leg_id):
             self._dissolve(frozenset(group.legs))
             return
         self._feed_taps(group)  # at once, even if the path is re-picked only later
         self._repick(group)
+
+    def _uses_audio(self, leg_id: str) -> bool:
+        return bool(self._taps.get(leg_id) or self._sources.get(leg_id))
 
     def path(self, *leg_ids: str) -> MediaPath | None:
         """The path the legs' audio takes now (None: not joined)."""
@@ -185,14 +209,23 @@ class MediaBridges:
         return list(dict.fromkeys(taps))
 
     def _feed_taps(self, group: _Group) -> None:
-        if group.bridge is not None:
-            legs = group.legs
-            group.bridge.taps[:] = [
-                lambda frames, tap=tap: tap(legs, frames) for tap in self._tapped(group)
-            ]
+        """Hand the group's bridge its taps and overlays (one per source, heard by the ports
+        of the legs it is played to)."""
+        bridge = group.bridge
+        if bridge is None:
+            return
+        legs = group.legs
+        bridge.taps[:] = [lambda frames, tap=tap: tap(legs, frames) for tap in self._tapped(group)]
+        hearers: dict[FrameSource, set[int]] = {}
+        for leg_id in legs:
+            port = self._calls.media_port(leg_id)
+            for source in self._sources.get(leg_id, []):
+                if port is not None:
+                    hearers.setdefault(source, set()).add(id(port))
+        bridge.overlays[:] = [Overlay(source, frozenset(ids)) for source, ids in hearers.items()]
 
     def _wanted(self, group: _Group, ports: list[MediaPort]) -> MediaPath:
-        if self._tapped(group) or not self._relayable(ports):
+        if any(self._uses_audio(leg_id) for leg_id in group.legs) or not self._relayable(ports):
             return MediaPath.MIX
         if self.bypass and not group.no_bypass and self._bypassable(group):
             return MediaPath.BYPASS

@@ -31,6 +31,18 @@ log = logging.getLogger(__name__)
 TICK = FRAME_MS / 1000
 
 OnFailure = Callable[["Bridge", Exception], None]
+# Gives the next frame of something played into a bridge (a prompt, a beep, DTMF tones), or
+# None when it has nothing this tick. Called once per tick, from the tick.
+FrameSource = Callable[[], np.ndarray | None]
+
+
+@dataclass(eq=False)
+class Overlay:
+    """Audio added to what some of a bridge's ports hear: ``hearers`` are ``id(port)``s, None
+    for every port. The ports' own audio still flows: the overlay is mixed over it."""
+
+    source: FrameSource
+    hearers: frozenset[int] | None = None
 
 
 @dataclass(eq=False)
@@ -46,6 +58,7 @@ class Bridge:
     deaf: set[int] = field(default_factory=set)
     sample_rate: int = NARROWBAND
     taps: list[Callable[[np.ndarray], None]] = field(default_factory=list)
+    overlays: list[Overlay] = field(default_factory=list)
 
     def add(self, port: MediaPort) -> None:
         if port not in self.ports:
@@ -69,7 +82,7 @@ def _reraise(bridge: Bridge, exc: Exception) -> None:
 def tick_bridges(bridges: Iterable[Bridge], on_failure: OnFailure) -> None:
     """One tick of many bridges, batched per sample rate. A bridge whose port raises goes to
     ``on_failure`` and is written nothing more this tick; the others carry on. A tap that
-    raises is removed, alone: its bridge's calls keep their audio."""
+    raises is removed, alone: its bridge's calls keep their audio; so is an overlay."""
     by_rate: dict[int, list[Bridge]] = {}
     for bridge in bridges:
         if bridge.ports:
@@ -128,7 +141,9 @@ class _Batch:
                     except Exception:  # the calls keep their audio; only the tap goes
                         log.exception("a tap of a bridge failed; removing it")
                         bridge.taps.remove(tap)
-        self.write(self.mix(frames))
+        heard = self.mix(frames)
+        self.overlay(heard)
+        self.write(heard)
 
     def fail(self, bridge: Bridge, exc: Exception) -> None:
         self.failed.add(bridge)
@@ -187,6 +202,30 @@ class _Batch:
                 if id(port) in bridge.deaf:
                     heard[row] = 0
         return heard
+
+    def overlay(self, heard: np.ndarray) -> None:
+        """Add each overlay's frame to its hearers' rows, saturating (deaf ports hear none)."""
+        for bridge, first, ports in self.spans:
+            if not bridge.overlays or bridge in self.failed:
+                continue
+            for overlay in list(bridge.overlays):
+                try:
+                    samples = overlay.source()
+                except Exception:  # the calls keep their audio; only the overlay goes
+                    log.exception("an overlay of a bridge failed; removing it")
+                    bridge.overlays.remove(overlay)
+                    continue
+                if samples is None or len(samples) != self.size:
+                    continue
+                hearers, deaf = overlay.hearers, bridge.deaf
+                rows = [
+                    row
+                    for row, port in enumerate(ports, first)
+                    if (hearers is None or id(port) in hearers) and id(port) not in deaf
+                ]
+                if rows:
+                    mixed = heard[rows].astype(np.int32) + samples
+                    heard[rows] = np.clip(mixed, -32768, 32767)
 
     def write(self, heard: np.ndarray) -> None:
         encoded: list[bytes | None] = [None] * len(self.ports)

@@ -139,3 +139,32 @@ def test_payload_ports_of_another_rate_are_read_as_frames() -> None:
     tick_bridges([Bridge([narrow, wide], sample_rate=16000)], fail)
     assert not narrow.sent  # an 8 kHz codec in a 16 kHz bridge: read()/write(), not payloads
     assert len(narrow.heard[0]) == 320 and not wide.heard[0].any()
+
+
+def test_an_overlay_is_heard_by_its_hearers_over_their_audio_and_not_by_the_deaf() -> None:
+    from gateway.media.plane import Overlay
+
+    a, b, c = PlainPort(tone(1000)), PlainPort(tone(1000, 3)), PlainPort(None)
+    bridge = Bridge([a, b, c])
+    loud = np.full(160, 30000, np.int16)
+    bridge.overlays.append(Overlay(lambda: loud, frozenset({id(a), id(c)})))
+    bridge.deaf.add(id(c))
+    bridge.tick()
+    expected = np.clip(tone(1000, 3).astype(np.int32) + 30000, -32768, 32767)
+    assert (a.heard[-1] == expected).all()  # saturated, not wrapped
+    assert (b.heard[-1] == tone(1000)).all()  # not a hearer
+    assert not c.heard[-1].any()  # deaf hears nothing, the overlay neither
+
+
+def test_an_overlay_that_raises_is_removed_alone() -> None:
+    from gateway.media.plane import Overlay
+
+    a, b = PlainPort(tone(1000)), PlainPort(tone(2000, 3))
+
+    def broken() -> np.ndarray:
+        raise RuntimeError("bad file")
+
+    bridge = Bridge([a, b], overlays=[Overlay(broken)])
+    bridge.tick()
+    assert not bridge.overlays
+    assert (a.heard[-1] == tone(2000, 3)).all()
