@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -39,7 +39,7 @@ from gateway.core.errors import ErrorCode
 from gateway.core.leg import Direction, HangupSource, Leg, LegState
 from gateway.core.ports import ConfigurationDirectory, EventSink
 from gateway.core.views import _compact, _seconds
-from gateway.media.plane import Bridge, MediaPlane
+from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
 from gateway.media.port import MediaPort
 from gateway.media.vad import TalkDetector
 from gateway.timeutil import format_time, utcnow
@@ -47,6 +47,12 @@ from gateway.timeutil import format_time, utcnow
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 15
+
+# Sees each tick's frames of a conference room: one row per joined call with audio, the
+# call ids in row order (what MediaBridges' taps see for a dialog).
+RoomTap = Callable[[Sequence[str], np.ndarray], None]
+# Told when a call with audio joins (True) or leaves (False) a room: (conference id, call id).
+ParticipantObserver = Callable[[str, str, bool], None]
 
 
 class ParticipantState(StrEnum):
@@ -161,6 +167,10 @@ class _Room:
     timer: asyncio.TimerHandle | None = None
     ending: bool = False
     had_joined: bool = False
+    # Played to every participant; the bridge's own list once there is a bridge, so that
+    # what is played survives the bridge being created later.
+    overlays: list[Overlay] = field(default_factory=list)
+    taps: list[RoomTap] = field(default_factory=list)
 
 
 class ConferenceControl:
@@ -186,7 +196,56 @@ class ConferenceControl:
         self._by_leg: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closing = False
+        self._end_observers: list[Callable[[str], None]] = []
+        self._participant_observers: list[ParticipantObserver] = []
         calls.observe(self._on_call_event)
+
+    # -- what other parts of the core hook on ---------------------------------------------
+
+    def observe_end(self, callback: Callable[[str], None]) -> None:
+        """``callback(conference_id)`` when a conference ends, before its CONFERENCE_FINISHED."""
+        self._end_observers.append(callback)
+
+    def observe_participants(self, callback: ParticipantObserver) -> None:
+        """``callback(conference_id, call_id, joined)`` when a call's audio enters the room's
+        bridge (after its PARTICIPANT_JOINED) or leaves it (before its PARTICIPANT_REMOVED)."""
+        self._participant_observers.append(callback)
+
+    def play(self, conference_id: str, source: FrameSource) -> bool:
+        """Mix ``source`` over what every participant hears (deaf ones excepted), each tick,
+        until :meth:`unplay`; False when there is no such live conference."""
+        room = self._rooms.get(conference_id)
+        if room is None or room.ending:
+            return False
+        room.overlays.append(Overlay(source, None))
+        return True
+
+    def unplay(self, conference_id: str, source: FrameSource) -> None:
+        room = self._rooms.get(conference_id)
+        if room is not None:
+            room.overlays[:] = [o for o in room.overlays if o.source is not source]
+
+    def tap(self, conference_id: str, tap: RoomTap) -> bool:
+        """Give ``tap`` the room's frames each tick until :meth:`untap`; False when there is
+        no such live conference."""
+        room = self._rooms.get(conference_id)
+        if room is None:
+            return False
+        room.taps.append(tap)
+        return True
+
+    def untap(self, conference_id: str, tap: RoomTap) -> None:
+        room = self._rooms.get(conference_id)
+        if room is not None and tap in room.taps:
+            room.taps.remove(tap)
+
+    def participants(self, conference_id: str) -> list[str]:
+        """The calls whose audio is in the live conference's bridge now, in row order of
+        the taps; empty when there is no such live conference."""
+        room = self._rooms.get(conference_id)
+        if room is None:
+            return []
+        return list(room.ports)
 
     # -- reading --------------------------------------------------------------------------
 
@@ -411,6 +470,8 @@ class ConferenceControl:
         room.had_joined = True
         self._store.save(room.conference)
         self._publish_participant("PARTICIPANT_JOINED", room, participant)
+        if leg.id in room.ports:
+            self._tell_participant(room, leg.id, joined=True)
 
     # -- reacting to the calls ------------------------------------------------------------
 
@@ -472,6 +533,11 @@ class ConferenceControl:
         self._end(conference)
 
     def _end(self, conference: Conference) -> None:
+        for observer in list(self._end_observers):
+            try:
+                observer(conference.id)
+            except Exception:
+                log.exception("conference %s: an end observer failed", conference.id)
         conference.end_time = self._clock()
         conference.error_code = errors.NORMAL_HANGUP
         self._store.save(conference)
@@ -487,6 +553,7 @@ class ConferenceControl:
         if room.bridge is None:
             room.bridge = self._plane.bridge()
             room.bridge.taps.append(lambda frames: self._on_frames(room, frames))
+            room.bridge.overlays = room.overlays
         room.bridge.add(port)
         room.ports[participant.call_id] = port
         self._apply_media(room, participant)
@@ -495,6 +562,15 @@ class ConferenceControl:
         port = room.ports.pop(call_id, None)
         if port is not None and room.bridge is not None:
             room.bridge.remove(port)
+        if port is not None:
+            self._tell_participant(room, call_id, joined=False)
+
+    def _tell_participant(self, room: _Room, call_id: str, joined: bool) -> None:
+        for observer in list(self._participant_observers):
+            try:
+                observer(room.conference.id, call_id, joined)
+            except Exception:
+                log.exception("conference %s: a participant observer failed", room.conference.id)
 
     @staticmethod
     def _apply_media(room: _Room, participant: Participant) -> None:
@@ -511,15 +587,25 @@ class ConferenceControl:
                 flags.discard(id(port))
 
     def _on_frames(self, room: _Room, frames: np.ndarray) -> None:
-        """Every tick, from the bridge: talk detection over all participants at once."""
+        """Every tick, from the bridge: talk detection over all participants at once, then
+        the room's taps (a tap that raises is removed alone)."""
         try:
             owners = {id(port): call_id for call_id, port in room.ports.items()}
             keys = [owners[id(port)] for port in room.bridge.ports] if room.bridge else []
+        except KeyError:  # a port not (or no longer) a participant's: not this tick
+            return
+        try:
             for call_id, talking in room.talk.update(keys, frames):
                 kind = "PARTICIPANT_STARTED_TALKING" if talking else "PARTICIPANT_STOPPED_TALKING"
                 self._publish_talk(kind, room, str(call_id))
         except Exception:
             log.exception("conference %s: talk detection failed", room.conference.id)
+        for tap in list(room.taps):
+            try:
+                tap(keys, frames)
+            except Exception:
+                log.exception("conference %s: a tap failed; removing it", room.conference.id)
+                room.taps.remove(tap)
 
     # -- internals ------------------------------------------------------------------------
 
