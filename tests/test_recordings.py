@@ -443,6 +443,14 @@ async def test_download_with_ranges_and_delete(app: RecordingApp, gateway: Gatew
         assert refused.headers["content-range"] == f"bytes */{file['size']}"
         app.spec.validate("GET", url, 416, refused.json(), strict=True)
     assert (await app.api.get(url, headers={"Range": "pages=1-2"})).status_code == 200
+    several = await app.api.get(url, headers={"Range": "bytes=0-9,40-49"})
+    assert several.status_code == 206
+    assert several.headers["content-type"].startswith("multipart/byteranges; boundary=")
+    for first, last in ((0, 9), (40, 49)):
+        assert f"Content-Range: bytes {first}-{last}/{file['size']}".encode() in several.content
+        assert whole.content[first : last + 1] in several.content
+    unchanged = {"If-Range": whole.headers["etag"], "Range": "bytes=0-3"}
+    assert (await app.api.get(url, headers=unchanged)).content == b"RIFF"
 
     listed = await app.call("GET", f"{RECORDINGS}/calls", params={"callId": call_id})
     assert [r["callId"] for r in listed["results"]] == [call_id]

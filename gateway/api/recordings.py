@@ -3,12 +3,13 @@ call's or dialog's recording, files to download with HTTP ranges, deletion)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse
+from starlette.types import Receive, Scope, Send
 
 from gateway.api.calls import PENDING, EndpointType, Paging, _time_param
 from gateway.api.dialogs import _error
@@ -25,7 +26,6 @@ from gateway.core.recordings import (
 from gateway.core.views import call_recording_view, dialog_recording_view, recording_file_view
 
 router = APIRouter(prefix="/calls/1", tags=["recordings"])
-_CHUNK = 64 * 1024
 
 
 def _control(request: Request) -> RecordingControl:
@@ -203,44 +203,47 @@ async def delete_dialog_recording(dialog_id: str, control: Control) -> dict[str,
 # -- files ----------------------------------------------------------------------------------
 
 
-def byte_range(header: str | None, size: int) -> tuple[int, int] | None:
-    """The inclusive (first, last) byte of a ``Range: bytes=...`` header; None for the whole
-    file (no header, another unit, several ranges). ValueError: invalid or unsatisfiable."""
+def wants_range(header: str | None, size: int) -> bool:
+    """Whether ``Range: bytes=...`` is to be served (206, multipart/byteranges for several
+    ranges); False for the whole file (no header, or a unit we do not know: ignored as RFC
+    9110 §14.2 says). ValueError: a range that is invalid or outside the file, answered 416 in
+    the Calls API's error shape rather than Starlette's plain text (or its 400)."""
     if header is None:
-        return None
+        return False
     unit, _, spec = header.partition("=")
     if unit.strip().lower() != "bytes":
-        return None  # a unit we do not know is ignored (RFC 9110 §14.2)
-    if "," in spec:
-        return None  # several ranges: answered with the whole file, which RFC 9110 allows
-    first, dash, last = spec.strip().partition("-")
-    if not dash or not (first or last) or not (first + last).isdigit():
-        raise ValueError(f"{header!r} is not a byte range")
-    if not first:  # the last N bytes
-        if int(last) == 0 or size == 0:
-            raise ValueError(f"{header!r} selects no bytes")
-        return max(0, size - int(last)), size - 1
-    start, end = int(first), int(last) if last else size - 1
-    if start > end or start >= size:
-        raise ValueError(f"{header!r} is outside the file's {size} bytes")
-    return start, min(end, size - 1)
+        return False
+    for part in spec.split(","):
+        first, dash, last = part.strip().partition("-")
+        if not dash or not (first or last) or not (first + last).isdigit():
+            raise ValueError(f"{header!r} is not a byte range")
+        if not first:  # the last N bytes
+            if int(last) == 0 or size == 0:
+                raise ValueError(f"{header!r} selects no bytes")
+        elif (last and int(first) > int(last)) or int(first) >= size:
+            raise ValueError(f"{header!r} is outside the file's {size} bytes")
+    return True
 
 
-def _chunks(path: Path, start: int, length: int) -> Iterator[bytes]:
-    with path.open("rb") as audio:
-        audio.seek(start)
-        while length > 0:
-            chunk = audio.read(min(_CHUNK, length))
-            if not chunk:
-                return
-            length -= len(chunk)
-            yield chunk
+class _Download(FileResponse):
+    """Starlette's file response (ranges, ETag, Last-Modified, streamed off the loop), blind to
+    a Range header :func:`wants_range` said to ignore."""
+
+    def __init__(self, path: Path, filename: str, ranged: bool) -> None:
+        super().__init__(path, media_type="application/octet-stream", filename=filename)
+        self._ranged = ranged
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._ranged:
+            headers = [(k, v) for k, v in scope["headers"] if k.lower() != b"range"]
+            scope = {**scope, "headers": headers}
+        await super().__call__(scope, receive, send)
 
 
 @router.get("/recordings/files/{file_id}", response_model=None)
 async def download_file(
     file_id: str, control: Control, range: Annotated[str | None, Header()] = None
-) -> StreamingResponse | JSONResponse:
+) -> FileResponse | JSONResponse:
     try:
         file = control.get_file(file_id)
     except CallError as error:
@@ -250,24 +253,11 @@ async def download_file(
         raise ApiError(404, f"Recording file {file_id!r} has no audio: {file.reason or 'gone'}.")
     size = path.stat().st_size
     try:
-        wanted = byte_range(range, size)
+        ranged = wants_range(range, size)
     except ValueError as error:
         body = ApiError(416, f"Range not satisfiable: {error}.").body()
         return JSONResponse(body, 416, headers={"Content-Range": f"bytes */{size}"})
-    headers = {
-        "Accept-Ranges": "bytes",
-        "Content-Disposition": f'attachment; filename="{file.name}"',
-    }
-    start, end = wanted or (0, size - 1)
-    headers["Content-Length"] = str(end - start + 1)
-    if wanted is not None:
-        headers["Content-Range"] = f"bytes {start}-{end}/{size}"
-    return StreamingResponse(
-        _chunks(path, start, end - start + 1),
-        status_code=206 if wanted is not None else 200,
-        media_type="application/octet-stream",
-        headers=headers,
-    )
+    return _Download(path, file.name, ranged)
 
 
 @router.delete("/recordings/files/{file_id}")
