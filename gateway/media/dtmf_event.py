@@ -1,6 +1,7 @@
 """RFC 4733 telephone-event payloads: DTMF sent as named events rather than as audio.
 
-Only the payload format and the packet schedule live here; RTP framing and sockets do not.
+Only the payload format, the packet schedule of a key press and the telling of presses apart
+on receipt live here; RTP framing and sockets do not.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from gateway.media.frame import FRAME_MS
+from gateway.media.rtp import ts_diff
 
 EVENT_CODES: dict[str, int] = {
     **{str(d): d for d in range(10)},
@@ -104,3 +106,29 @@ def digit_packets(
         EventPacket(end, not packets and i == 0, total + i * step) for i in range(end_repeats)
     ]
     return packets
+
+
+class KeyPresses:
+    """Tells the key presses in a stream of telephone-event packets, each once.
+
+    An event is identified by its RTP timestamp (its start) within its SSRC: the first packet
+    seen of a new event is a press, whichever it is (its start, an update, or an end packet
+    when the others were lost); its updates, end packets and their retransmissions are not.
+    A packet of an event older than the last one seen (reordered, or a late retransmitted
+    end) is not a press either. Events other than the sixteen DTMF keys are ignored.
+    """
+
+    __slots__ = ("_ssrc", "_start")
+
+    def __init__(self) -> None:
+        self._ssrc: int | None = None
+        self._start = 0
+
+    def press(self, ssrc: int, timestamp: int, payload: bytes) -> str | None:
+        """The digit when this packet is the first seen of a new key press, else None."""
+        if len(payload) < 4:
+            return None
+        if ssrc == self._ssrc and ts_diff(timestamp, self._start) <= 0:
+            return None
+        self._ssrc, self._start = ssrc, timestamp
+        return DIGITS.get(payload[0])

@@ -6,7 +6,10 @@ parse, no statistics, no payload copy, since a relay's capacity is this path's c
 relayed stream's loss and jitter are for its far ends to report. Otherwise it parses the
 header, checks the source, counts, records the sequence number, and hands the audio payload
 (of ``payload_type``) to the jitter buffer by its extended sequence number (a mixer pulls
-``jitter.get()`` per tick), and/or header and payload to ``on_packet``.
+``jitter.get()`` per tick), and/or header and payload to ``on_packet``. Packets of the
+``telephone_event`` payload type (RFC 4733) are told apart by that one compare, after the audio
+one fails, and each key press they carry goes to ``on_digit`` once; a relaying session does
+the same compare on the second octet, forwards, and reports the digit too.
 No task, timer or object per packet beyond those handed on. RTCP runs on one
 ``call_later`` timer per session.
 """
@@ -20,6 +23,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from gateway.media.dtmf_event import KeyPresses
 from gateway.media.frame import NARROWBAND
 from gateway.media.jitterbuffer import JitterBuffer
 from gateway.media.metrics import SessionRegistry
@@ -88,6 +92,7 @@ class RtpSession(asyncio.DatagramProtocol):
         latch: bool = True,
         expected_ip: str | None = None,
         payload_type: int = 0,
+        telephone_event: int | None = None,
         clock_rate: int = NARROWBAND,
         rtcp: RtcpMode = "port",
         rtcp_interval: float = 5.0,
@@ -96,10 +101,14 @@ class RtpSession(asyncio.DatagramProtocol):
         on_packet: PacketHandler | None = None,
         on_rtcp: RtcpHandler | None = None,
         registry: SessionRegistry | None = None,
+        on_digit: Callable[[str], None] | None = None,
     ) -> None:
         self.call_id = call_id
         self.local_ip = local_ip
         self.payload_type = payload_type
+        self.telephone_event = telephone_event
+        self.on_digit = on_digit  # told each key press the endpoint sends as RFC 4733 events
+        self._presses = KeyPresses()
         self.clock_rate = clock_rate
         self.jitter = jitter
         self.relay: RtpSession | None = None  # the session relayed packets are sent from
@@ -178,6 +187,16 @@ class RtpSession(asyncio.DatagramProtocol):
         return self.local_port if self._mux else self.local_port + 1
 
     @property
+    def telephone_event(self) -> int | None:
+        """The payload type RFC 4733 events arrive under (None: not negotiated)."""
+        return None if self._event_pt < 0 else self._event_pt
+
+    @telephone_event.setter
+    def telephone_event(self, payload_type: int | None) -> None:
+        # -1, not None, on the hot path: an int compare with None is the slow one.
+        self._event_pt = -1 if payload_type is None else payload_type
+
+    @property
     def remote(self) -> Address | None:
         return self._remote
 
@@ -237,6 +256,8 @@ class RtpSession(asyncio.DatagramProtocol):
                 counters.packets_in += 1
                 counters.bytes_in += len(data)
                 relay.send_raw(data)
+                if data[1] & 0x7F == self._event_pt:
+                    self._relayed_event(data)
             return
         fields = unpack_rtp(data)
         if fields is None:
@@ -255,13 +276,25 @@ class RtpSession(asyncio.DatagramProtocol):
         extended = stats.record(sequence, timestamp, now)
         if extended is None:  # the first of two packets after a sequence jump
             return
-        if self.jitter is None and self.on_packet is None:
-            return
-        payload = data[start:end]
-        if self.jitter is not None and second & 0x7F == self.payload_type:
-            self.jitter.put(extended, timestamp, payload)
+        payload_type = second & 0x7F
+        if payload_type == self.payload_type:
+            if self.jitter is not None:
+                self.jitter.put(extended, timestamp, data[start:end])
+        elif payload_type == self._event_pt:
+            self._event(ssrc, timestamp, data[start:end])
         if self.on_packet is not None:
-            self.on_packet(header_of(second, sequence, timestamp, ssrc), payload)
+            self.on_packet(header_of(second, sequence, timestamp, ssrc), data[start:end])
+
+    def _event(self, ssrc: int, timestamp: int, payload: bytes) -> None:
+        digit = self._presses.press(ssrc, timestamp, payload)
+        if digit is not None and self.on_digit is not None:
+            self.on_digit(digit)
+
+    def _relayed_event(self, data: bytes) -> None:
+        fields = unpack_rtp(data)
+        if fields is not None:
+            _, _, timestamp, ssrc, start, end = fields
+            self._event(ssrc, timestamp, data[start:end])
 
     def _latch(self, addr: Address) -> bool:
         if not self._latching or self._source is not None:
@@ -285,18 +318,28 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # Sending.
 
+    @property
+    def timestamp(self) -> int:
+        """The RTP timestamp our stream's next packet carries."""
+        return self._ts
+
     def send_payload(
         self,
         payload: bytes,
         timestamp_increment: int = 160,
         marker: bool = False,
         payload_type: int | None = None,
+        timestamp: int | None = None,
     ) -> bool:
         """Send one payload from our own stream (SSRC, sequence, timestamp); False if there
-        is nowhere to send yet. The timestamp advances after the packet."""
+        is nowhere to send yet. The timestamp advances after the packet. ``timestamp`` is
+        for packets that carry another than the stream's clock (RFC 4733: every packet of an
+        event carries the event's start); the clock advances all the same."""
         ts = self._ts
         pt = self.payload_type if payload_type is None else payload_type
-        data = build_rtp(pt, self._seq, ts, self.ssrc, payload, marker)
+        data = build_rtp(
+            pt, self._seq, ts if timestamp is None else timestamp, self.ssrc, payload, marker
+        )
         self._seq = (self._seq + 1) & 0xFFFF
         self._ts = (ts + timestamp_increment) & 0xFFFFFFFF
         self._sent_packets += 1

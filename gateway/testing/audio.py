@@ -13,6 +13,8 @@ from typing import BinaryIO
 
 import numpy as np
 
+from gateway.media.dtmf_tone import dtmf_samples
+
 FULL_SCALE = 32767.0
 _FLOOR_DB = -200.0  # what silence measures, rather than -inf
 
@@ -96,11 +98,6 @@ def write_wav(target: str | PathLike | BinaryIO, pcm: np.ndarray, rate: int) -> 
         wav.writeframes(np.asarray(pcm, dtype="<i2").tobytes())
 
 
-DTMF_ROW_HZ = (697.0, 770.0, 852.0, 941.0)
-DTMF_COLUMN_HZ = (1209.0, 1336.0, 1477.0, 1633.0)
-DTMF_KEYPAD = ("123A", "456B", "789C", "*0#D")
-
-
 def dtmf(
     digits: str,
     on_ms: float = 70,
@@ -114,16 +111,13 @@ def dtmf(
 
     ``amplitude`` is the row tone's; the column tone is ``twist_db`` louder (negative: quieter),
     and both frequencies are off by the fraction ``deviation``, to test a detector's limits.
-    The frequencies are written out here, not taken from the detector, so a slip in either shows.
+    The tones are the gateway's own (``dtmf_samples``), so what is tested is what it sends.
     """
-    t = np.arange(round(on_ms * rate / 1000)) / rate
     gap = silence(off_ms / 1000, rate)
     parts = []
     for digit in digits:
-        row = next(r for r, keys in enumerate(DTMF_KEYPAD) if digit in keys)
-        low = DTMF_ROW_HZ[row] * (1 + deviation)
-        high = DTMF_COLUMN_HZ[DTMF_KEYPAD[row].index(digit)] * (1 + deviation)
-        pair = amplitude * np.sin(2 * np.pi * low * t)
-        pair += amplitude * 10 ** (twist_db / 20) * np.sin(2 * np.pi * high * t)
-        parts += [np.rint(pair * FULL_SCALE).astype(np.int16), gap]
+        key = dtmf_samples(
+            digit, on_ms, _db(amplitude), rate, twist_db=twist_db, deviation=deviation
+        )
+        parts += [key, gap]
     return np.concatenate(parts) if parts else silence(0, rate)

@@ -121,6 +121,7 @@ class SipTrunkAdapter:
         endpoint.on_invite = self._on_invite
         # Where an endpoint's packets really come from decides whether it can be bypassed.
         media.on_latched = lambda leg_id: endpoint.loop.call_soon(control.on_media_changed, leg_id)
+        media.on_digit = control.on_dtmf  # RFC 4733 key presses, as they arrive
 
     # -- LegAdapter: calls the platform places --------------------------------------------
 
@@ -348,6 +349,12 @@ class SipTrunkAdapter:
 
     def media_port(self, leg: Leg) -> RtpMediaPort | None:
         return self._media.get(leg.id)
+
+    def send_dtmf(self, leg: Leg, digit: str, duration_ms: int) -> bool:
+        """Out of band when the endpoint agreed on telephone-event; the packets go out on
+        the media plane's ticks, which the core keeps the leg in while it sends."""
+        port = self._media.get(leg.id)
+        return port is not None and port.send_digit(digit, duration_ms)
 
     def native_media(self, leg: Leg) -> NativeMedia | None:
         """Only once the endpoint's RTP has been seen coming from the address its SDP names:

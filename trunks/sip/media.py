@@ -6,13 +6,15 @@ session's packets into the media plane's 20 ms frames and back; and an endpoint'
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from gateway.media.codecs import Codec, codec_for
-from gateway.media.frame import NARROWBAND
+from gateway.media.dtmf_event import EventPacket, digit_packets
+from gateway.media.frame import FRAME_MS, NARROWBAND
 from gateway.media.jitterbuffer import Concealer, JitterBuffer
 from gateway.media.metrics import SessionRegistry
 from gateway.media.port import NativeMedia, RelayablePort
@@ -56,7 +58,11 @@ class RtpMediaPort:
 
     A G.711 leg is also a :class:`~gateway.media.port.PayloadPort`: the plane takes its
     payloads straight from the jitter buffer and hands it encoded ones, decoding and encoding
-    all such legs of a tick at once; ``read``/``write`` serve the other codecs."""
+    all such legs of a tick at once; ``read``/``write`` serve the other codecs.
+
+    Digits queued by ``send_digit`` go out as RFC 4733 events on the ticks (``push`` or
+    ``write``): one event packet instead of each audio frame until the digit's three end
+    packets are out, in the audio's SSRC, sequence and timestamp space."""
 
     sample_rate = NARROWBAND
 
@@ -77,6 +83,8 @@ class RtpMediaPort:
         self._down: Resampler | None = None
         self.telephone_event: int | None = None
         self._sending = True
+        self._events: deque[EventPacket] = deque()  # of the digits queued, in order
+        self._event_start = 0  # the RTP timestamp of the event being sent
 
     def use(self, negotiated: NegotiatedMedia, expected_ip: str | None = None) -> None:
         """Offer/answer agreed: this codec, to this address (symmetric RTP may correct it)."""
@@ -96,6 +104,7 @@ class RtpMediaPort:
         self._sending = negotiated.direction in ("sendrecv", "sendonly")  # not while held
         self.telephone_event = negotiated.telephone_event
         self.session.payload_type = offered.payload_type
+        self.session.telephone_event = negotiated.telephone_event
         self.session.set_remote(negotiated.remote_rtp, expected_ip=expected_ip)
 
     def can_relay_with(self, other: object) -> bool:
@@ -119,9 +128,37 @@ class RtpMediaPort:
     def pull(self) -> bytes | None:
         return self.jitter.get()
 
+    def send_digit(self, digit: str, duration_ms: int) -> bool:
+        """Queue one key press (``0-9*#A-D``) to send as RFC 4733 events, after those queued
+        before; False when the endpoint agreed on no telephone-event. Durations are counted
+        on the audio's RTP clock (which offer/answer prefers telephone-event to share).
+        Raises ValueError for another key, or a duration the event's 16 bits cannot hold."""
+        if self.telephone_event is None or self._codec is None:
+            return False
+        clock = self._step * 1000 // FRAME_MS
+        self._events.extend(digit_packets(digit, duration_ms, clock_rate=clock))
+        return True
+
     def push(self, payload: bytes) -> None:
-        if self._sending and self.session.remote is not None:
+        if self._events:
+            self._send_event()
+        elif self._sending and self.session.remote is not None:
             self.session.send_payload(payload, timestamp_increment=self._step)
+
+    def _send_event(self) -> None:
+        """This tick's event packet, in place of its audio: the marked first one fixes the
+        event's timestamp at the stream's clock, which goes on advancing under it."""
+        packet, session = self._events.popleft(), self.session
+        if packet.marker:
+            self._event_start = session.timestamp
+        if self._sending and session.remote is not None:
+            session.send_payload(
+                packet.payload,
+                self._step,
+                packet.marker,
+                self.telephone_event,
+                timestamp=self._event_start,
+            )
 
     def read(self) -> np.ndarray | None:
         if self._decoder is None:
@@ -138,6 +175,9 @@ class RtpMediaPort:
         return self.concealer.missing()
 
     def write(self, samples: np.ndarray) -> None:
+        if self._events:
+            self._send_event()
+            return
         if self._encoder is None or not self._sending or self.session.remote is None:
             return
         if self._up is not None:
@@ -154,6 +194,8 @@ class SipMedia:
         self.registry = registry
         # Told (with the leg id) when a leg's session learns where its packets come from.
         self.on_latched: Callable[[str], None] | None = None
+        # Told (leg id, digit) of each key press a leg's endpoint sends as RFC 4733 events.
+        self.on_digit: Callable[[str, str], None] | None = None
         self._ports: dict[str, RtpMediaPort] = {}
 
     async def open(self, leg_id: str) -> RtpMediaPort:
@@ -167,6 +209,9 @@ class SipMedia:
             if self.on_latched is not None:
                 on_latched = self.on_latched
                 session.on_latched = lambda: on_latched(leg_id)
+            if self.on_digit is not None:
+                on_digit = self.on_digit
+                session.on_digit = lambda digit: on_digit(leg_id, digit)
             self._ports[leg_id] = port
             await session.start()
         return port
