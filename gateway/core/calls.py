@@ -185,6 +185,13 @@ class CallControl:
         live = self._live.get(leg_id)
         return live is not None and live.adapter.send_dtmf(live.leg, digit, duration_ms)
 
+    def update_custom_data(self, leg_id: str, custom_data: dict[str, str] | None) -> None:
+        """An action's ``customData`` updates the live call's (later events carry it)."""
+        live = self._live.get(leg_id)
+        if live is not None and custom_data:
+            self._merge_custom_data(live.leg, custom_data)
+            self._store.save(live.leg)
+
     def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
         """Mark a live leg as part of a dialog (or of none); later events carry the id."""
         live = self._live.get(leg_id)
@@ -339,7 +346,8 @@ class CallControl:
                 observer(live.leg, MEDIA_CHANGED)
 
     def on_dtmf(self, leg_id: str, digit: str) -> None:
-        """The endpoint keyed ``digit`` (RFC 4733, or found in-band by the core's detector)."""
+        """The endpoint keyed ``digit`` out of band (RFC 4733, a simulated phone's keypad);
+        digits in the audio are found by the core itself, while an action listens for them."""
         live = self._live.get(leg_id)
         if live is not None:
             for observer in list(self._dtmf_observers):
