@@ -9,8 +9,8 @@ FFmpeg resampler (libswresample, any rate to 8 kHz, filtered against aliasing) b
 format to 8 kHz: ``resample.py`` is the streaming resampler of the RTP rates (8/16/24/48 kHz)
 and files come at any rate (44.1, 22.05, 11.025 kHz...).
 
-Decoding is CPU-bound (a minute of 44.1 kHz MP3 takes tens of milliseconds, a long file
-seconds): callers on the event loop run :func:`decode_audio` in a thread
+Decoding is CPU-bound (a minute of 44.1 kHz stereo takes about 0.25 s as WAV and 0.4 s as
+MP3 on one core here): callers on the event loop run :func:`decode_audio` in a thread
 (``asyncio.to_thread``).
 """
 
