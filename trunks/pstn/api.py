@@ -4,6 +4,15 @@
 simulated caller dial a number; ``GET /pstn/1/calls/{callId}`` shows what a simulated phone did;
 ``POST /pstn/1/calls/{callId}/hangup`` makes it hang up; ``PUT .../source`` sets what it says
 and ``GET .../heard`` returns what it heard, as WAV.
+
+``POST .../dtmf`` ``{"digits": "12w#", "mode": "inband" | "rfc4733"}`` makes the phone key
+digits (0-9, *, #, A-D; ``w`` pauses 500 ms, ``W`` 1 s), each 100 ms of tone and 100 ms after
+it. ``inband`` (the default: what a PSTN phone does) sends the tones in its audio, in front of
+its source, which then resumes; ``rfc4733`` reports them to the platform as telephone-events.
+The call must be answered or have early media. It answers 202 at once, with the call id, the
+digits and the mode; the phone keys them after what it is still keying. ``GET .../dtmf`` gives
+``{"received": "..."}``: the digits the platform sent it out of band (a number with the option
+``dtmf: rfc4733``; other phones hear them as tones).
 """
 
 from __future__ import annotations
@@ -16,8 +25,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from gateway.api.errors import ApiError, bad_request
 from gateway.core.calls import NotRouted, WrongState
 from gateway.core.numbering import E164
+from gateway.media.dtmf_sender import invalid_dtmf
 from trunks.pstn.audio import SourceError, pcm_frames, silence_frames, speech, tone_frames
-from trunks.pstn.numbers import InvalidNumber, SimulatedNumber
+from trunks.pstn.numbers import DtmfMode, InvalidNumber, SimulatedNumber
 from trunks.pstn.simulator import SimulatedCall, SimulatedPstn
 
 router = APIRouter(prefix="/pstn/1", tags=["simulated PSTN"])
@@ -104,6 +114,33 @@ async def set_source(call_id: str, body: SourceBody, pstn: Pstn) -> dict[str, An
     else:
         call.audio.play(silence_frames())
     return call.as_json()
+
+
+class DtmfBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    digits: Annotated[str, Field(max_length=256)]
+    mode: DtmfMode = DtmfMode.INBAND
+
+
+@router.post("/calls/{call_id}/dtmf", status_code=202)
+async def key_digits(call_id: str, body: DtmfBody, pstn: Pstn) -> dict[str, Any]:
+    """The phone keys digits; they are typed after the answer, one after another."""
+    reason = invalid_dtmf(body.digits)
+    if reason is not None:
+        raise bad_request("digits", reason)
+    try:
+        pstn.key_digits(call_id, body.digits, body.mode)
+    except KeyError:
+        raise ApiError(404, f"Simulated call {call_id!r} was not found or has ended.") from None
+    except WrongState as error:
+        raise ApiError(400, str(error)) from None
+    return {"callId": call_id, "digits": body.digits, "mode": body.mode.value}
+
+
+@router.get("/calls/{call_id}/dtmf")
+async def received_digits(call_id: str, pstn: Pstn) -> dict[str, str]:
+    """The digits the platform sent the phone out of band, in order."""
+    return {"received": "".join(_simulated(pstn, call_id).dtmf_received)}
 
 
 @router.get("/calls/{call_id}/heard")

@@ -2,6 +2,10 @@
 
 The default plan uses the range Ofcom keeps for drama (+44 113 496 0000-0999), so it can never
 reach a real subscriber. Times are in milliseconds.
+
+Every behaviour also takes the option ``dtmf``: how the phone takes the digits the platform
+sends it. ``inband`` (the default, not listed) hears them as tones, in what it heard;
+``rfc4733`` takes them as telephone-events, kept apart (``GET /pstn/1/calls/{id}/dtmf``).
 """
 
 from __future__ import annotations
@@ -46,6 +50,11 @@ DESCRIPTIONS: dict[Behaviour, str] = {
 }
 
 
+class DtmfMode(StrEnum):
+    INBAND = "inband"
+    RFC4733 = "rfc4733"
+
+
 class InvalidNumber(ValueError):
     def __init__(self, field_name: str, message: str) -> None:
         super().__init__(f"{field_name} {message}")
@@ -58,6 +67,7 @@ class SimulatedNumber:
     number: str
     behaviour: Behaviour
     options: dict[str, int] = field(default_factory=dict)
+    dtmf: DtmfMode = DtmfMode.INBAND  # how the phone takes DTMF sent to it
 
     @classmethod
     def build(cls, number: str, behaviour: str, options: dict[str, Any] | None = None):
@@ -71,6 +81,10 @@ class SimulatedNumber:
             raise InvalidNumber("behaviour", f"must be one of {known}") from None
         allowed = OPTIONS[kind]
         given = dict(options or {})
+        dtmf = given.pop("dtmf", DtmfMode.INBAND)
+        if dtmf not in tuple(DtmfMode):
+            modes = ", ".join(DtmfMode)
+            raise InvalidNumber("options.dtmf", f"must be one of {modes}")
         for key, value in given.items():
             if key not in allowed:
                 raise InvalidNumber(
@@ -82,14 +96,17 @@ class SimulatedNumber:
             raise InvalidNumber("options.announcementHz", "must be a tone of 50-3900 Hz")
         if kind is Behaviour.FAIL and not 300 <= given.get("sipStatus", 502) <= 699:
             raise InvalidNumber("options.sipStatus", "must be a SIP failure status, 300-699")
-        return cls(number.lstrip("+"), kind, {**allowed, **given})
+        return cls(number.lstrip("+"), kind, {**allowed, **given}, DtmfMode(dtmf))
 
     def as_json(self) -> dict[str, Any]:
+        options: dict[str, Any] = dict(self.options)
+        if self.dtmf is not DtmfMode.INBAND:
+            options["dtmf"] = self.dtmf.value
         return {
             "number": self.number,
             "behaviour": self.behaviour.value,
             "description": DESCRIPTIONS[self.behaviour],
-            "options": dict(self.options),
+            "options": options,
         }
 
 

@@ -2,16 +2,25 @@
 
 Each simulated call runs one task that plays its number's script (ring, answer, fail...) and
 reports to the core through its callbacks, exactly as a SIP trunk reports responses.
+
+A phone keys digits (``key_digits``) on the same schedule as the gateway sends them
+(``gateway.media.dtmf_sender``: 100 ms per key, 100 ms after it, ``w``/``W`` half a second and a
+second of pause): in-band as tones in front of what it was sending, played as the media
+plane reads the phone (so only while it is in a bridge), or as if RFC 4733 events arrived,
+reported through ``CallControl.on_dtmf`` on a timer of its own. One typing task per call
+types its requests one after another and is cancelled when the call ends.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
-from collections.abc import Iterable
+from collections import OrderedDict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from gateway.core import errors
 from gateway.core.calls import CallControl, WrongState
@@ -19,10 +28,12 @@ from gateway.core.errors import ErrorCode
 from gateway.core.leg import HangupSource, Leg
 from gateway.core.numbering import E164
 from gateway.core.ports import MediaRedirectFailed
+from gateway.media.dtmf_sender import DtmfSender
+from gateway.media.frame import FRAME_MS
 from gateway.media.port import NativeMedia
 from gateway.timeutil import format_time, utcnow
 from trunks.pstn.audio import PhoneAudio, silence_frames, tone_frames
-from trunks.pstn.numbers import Behaviour, SimulatedNumber
+from trunks.pstn.numbers import Behaviour, DtmfMode, SimulatedNumber
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,10 @@ class SimulatedCall:
     log: list[dict[str, str]] = field(default_factory=list)
     task: asyncio.Task[None] | None = None
     audio: PhoneAudio = field(default_factory=PhoneAudio)
+    takes_dtmf: DtmfMode = DtmfMode.INBAND  # how the digits the platform sends arrive
+    dtmf_received: list[str] = field(default_factory=list)  # those that came out of band
+    typing: asyncio.Task[None] | None = None
+    to_type: deque[tuple[str, DtmfMode]] = field(default_factory=deque)
 
     def note(self, state: str, what: str | None = None) -> None:
         self.state = state
@@ -112,6 +127,8 @@ class SimulatedPstn:
         call = SimulatedCall(
             leg.id, leg.from_, callee, "callee", number.behaviour.value if number else None
         )
+        if number is not None:
+            call.takes_dtmf = number.dtmf
         self._remember(call)
         call.task = asyncio.get_running_loop().create_task(self._answer_script(call, number))
 
@@ -142,6 +159,8 @@ class SimulatedPstn:
             self, {"type": "PHONE", "phoneNumber": caller}, caller, callee.lstrip("+")
         )
         call = SimulatedCall(leg.id, caller, leg.to or callee, "caller")
+        if caller in self._numbers:  # a simulated number calling takes DTMF as it is set to
+            call.takes_dtmf = self._numbers[caller].dtmf
         call.note("ringing", "dialled; the platform is alerting")
         self._remember(call)
         return call
@@ -170,11 +189,39 @@ class SimulatedPstn:
     async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
         raise MediaRedirectFailed("a simulated phone's media cannot leave the gateway")
 
+    def send_dtmf(self, leg: Leg, digit: str, duration_ms: int) -> bool:
+        """Taken out of band only by phones whose number says ``dtmf: rfc4733``; the others
+        hear the core's tones."""
+        call = self._calls.get(leg.id)
+        if call is None or call.state == "ended" or call.takes_dtmf is not DtmfMode.RFC4733:
+            return False
+        call.dtmf_received.append(digit)
+        return True
+
+    def key_digits(self, call_id: str, digits: str, mode: DtmfMode) -> SimulatedCall:
+        """The phone keys ``digits`` (checked by the caller: 0-9*#A-D, w, W), after what it
+        is still keying. Raises KeyError for an unknown or ended call, WrongState before it
+        is answered or has early media."""
+        call = self._call(call_id)
+        if call.state == "ended":
+            raise KeyError(call_id)
+        if call.state not in ("early-media", "connected"):
+            raise WrongState(f"Simulated call {call_id!r} is {call.state}, not answered yet.")
+        call.to_type.append((digits, mode))
+        if call.typing is None:
+            call.typing = asyncio.get_running_loop().create_task(self._type(call))
+        return call
+
     def get_call(self, call_id: str) -> SimulatedCall:
         return self._call(call_id)
 
     async def close(self) -> None:
-        tasks = [call.task for call in self._calls.values() if call.task is not None]
+        tasks = [
+            task
+            for call in self._calls.values()
+            for task in (call.task, call.typing)
+            if task is not None
+        ]
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
@@ -197,9 +244,57 @@ class SimulatedPstn:
 
     @staticmethod
     def _stop_script(call: SimulatedCall) -> None:
-        if call.task is not None and call.task is not asyncio.current_task():
-            call.task.cancel()
-        call.task = None
+        """The call ends: its script and its typing stop."""
+        for task in (call.task, call.typing):
+            if task is not None and task is not asyncio.current_task():
+                task.cancel()
+        call.task = call.typing = None
+        call.to_type.clear()
+
+    async def _type(self, call: SimulatedCall) -> None:
+        try:
+            while call.to_type:
+                digits, mode = call.to_type.popleft()
+                if mode is DtmfMode.RFC4733:
+                    await self._type_events(call, digits)
+                else:
+                    await self._type_tones(call, digits)
+        finally:
+            if call.typing is asyncio.current_task():
+                call.typing = None
+
+    async def _type_events(self, call: SimulatedCall, digits: str) -> None:
+        """Each key reported at the time its first event would arrive: the sender's schedule
+        stepped by a timer on an absolute timeline, as the media plane's clock is."""
+
+        def report(digit: str) -> bool:
+            self._control.on_dtmf(call.call_id, digit)
+            return True
+
+        sender = DtmfSender(digits, report)
+        loop = asyncio.get_running_loop()
+        due = loop.time()
+        while not sender.finished:
+            sender()
+            due += FRAME_MS / 1000
+            await asyncio.sleep(max(0.0, due - loop.time()))
+
+    @staticmethod
+    async def _type_tones(call: SimulatedCall, digits: str) -> None:
+        """The tones go in front of what the phone sends; done once the media plane has
+        read them all (or a new source replaced them)."""
+        done = asyncio.Event()
+        sender = DtmfSender(digits, lambda digit: False)
+
+        def frames() -> Iterator[np.ndarray | None]:
+            try:
+                while not sender.finished:
+                    yield sender()
+            finally:
+                done.set()
+
+        call.audio.interject(frames())
+        await done.wait()
 
     async def _answer_script(self, call: SimulatedCall, number: SimulatedNumber | None) -> None:
         """What the called phone does; each step reports to the core like a SIP response."""
@@ -208,7 +303,7 @@ class SimulatedPstn:
         def end(cause: ErrorCode, what: str) -> None:
             call.end_cause = cause.name
             call.note("ended", what)
-            call.task = None
+            self._stop_script(call)
             control.on_ended(leg_id, cause, HangupSource.ENDPOINT)
 
         async def wait(ms: int) -> None:
