@@ -503,7 +503,7 @@ async def test_bad_requests(app: RecordingApp):
         (start, {}, "recording"),
         (start, {"recording": {}}, "recording.recordingType"),
         (start, {"recording": {**AUDIO, "maxSilence": 0}}, "recording.maxSilence"),
-        (start, {"recording": {**AUDIO, "beep": True}}, "recording.beep"),
+        (start, {"recording": {**AUDIO, "beep": "twice"}}, "recording.beep"),
         (start, {"recording": {**AUDIO, "maxDuration": 0}}, "recording.maxDuration"),
         (start, {"recording": {**AUDIO, "filePrefix": "no spaces"}}, "recording.filePrefix"),
         (start, {"recording": {**AUDIO, "channels": "MONO"}}, "recording.channels"),
@@ -514,22 +514,16 @@ async def test_bad_requests(app: RecordingApp):
         assert response.status_code == 400, (body, response.text)
         assert field in error_of(response)["validationErrors"], (body, response.text)
         app.spec.validate("POST", path, 400, response.json(), strict=True)
-    beep = await app.api.post(start, json={"recording": {**AUDIO, "beep": True}})
-    assert "recording.beep" in error_of(beep)["text"]
-    assert "not available yet" in error_of(beep)["validationErrors"]["recording.beep"][0]
 
-    stereo = {
+    quad = {
         "endpoint": {"type": "PHONE", "phoneNumber": ANSWERS},
         "callsConfigurationId": CONFIG,
-        "recording": {**AUDIO, "channels": "STEREO"},
+        "recording": {**AUDIO, "channels": "QUAD"},
     }
     before = (await app.api.get(CALLS)).json()["paging"]["totalResults"]
-    response = await app.api.post(CALLS, json=stereo)
+    response = await app.api.post(CALLS, json=quad)
     assert response.status_code == 400
-    assert (
-        "STEREO is not available yet"
-        in error_of(response)["validationErrors"]["recording.channels"][0]
-    )
+    assert "recording.channels" in error_of(response)["validationErrors"]
     assert (await app.api.get(CALLS)).json()["paging"]["totalResults"] == before
 
     async def text(path: str, status: int, body: Any = None) -> str:

@@ -239,6 +239,11 @@ class ConferenceControl:
         if room is not None and tap in room.taps:
             room.taps.remove(tap)
 
+    def live(self, conference_id: str) -> Conference | None:
+        """The conference if it is live and not being hung up."""
+        room = self._rooms.get(conference_id)
+        return room.conference if room is not None and not room.ending else None
+
     def participants(self, conference_id: str) -> list[str]:
         """The calls whose audio is in the live conference's bridge now, in row order of
         the taps; empty when there is no such live conference."""
@@ -691,18 +696,29 @@ class ConferenceControl:
         properties: dict[str, Any] | None,
     ) -> None:
         """One ordering key per conference: its events reach a webhook in publish order."""
-        event = _compact(
-            {
-                "conferenceId": conference.id,
-                "callId": call_id,
-                "timestamp": format_time(self._clock()),
-                "callsConfigurationId": conference.calls_configuration_id,
-                "platform": conference.platform,
-                "type": event_type,
-                "properties": properties,
-            }
-        )
+        event = conference_envelope(event_type, conference, self._clock(), properties, call_id)
         self._sink.publish(event, conference.id)
+
+
+def conference_envelope(
+    event_type: str,
+    conference: Conference,
+    moment: datetime,
+    properties: dict[str, Any] | None,
+    call_id: str | None = None,
+) -> dict[str, Any]:
+    """The envelope of every CONFERENCE_*/PARTICIPANT_* event (conference recordings too)."""
+    return _compact(
+        {
+            "conferenceId": conference.id,
+            "callId": call_id,
+            "timestamp": format_time(moment),
+            "callsConfigurationId": conference.calls_configuration_id,
+            "platform": conference.platform,
+            "type": event_type,
+            "properties": properties,
+        }
+    )
 
 
 # -- views: derived on demand, absent values left out ---------------------------------------

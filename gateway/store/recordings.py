@@ -1,5 +1,9 @@
 """Recording files in the store: one row per file, the columns lists filter on, the rest as
-one JSON document. The audio itself is ``<data_dir>/recordings/<fileId>.wav``."""
+one JSON document. The audio itself is ``<data_dir>/recordings/<fileId>.wav``, its metadata
+``<fileId>.json`` beside it.
+
+A file is a call's (``call_id`` only), a dialog's or a conference's (``dialog_id`` or
+``conference_id``; with ``call_id`` too when it holds one participant)."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from sqlalchemy import Column, DateTime, Index, Integer, String, Table, Text, di
 from sqlalchemy import delete as sql_delete
 
 from gateway.core.calls import adapter_address
-from gateway.core.recordings import FileStatus, RecordingFile, RecordingQuery
+from gateway.core.recordings import FileStatus, OwnerKind, RecordingFile, RecordingQuery
 from gateway.store.db import (
     Database,
     equal_to,
@@ -29,6 +33,8 @@ recordings_table = Table(
     Column("id", String(128), primary_key=True),
     Column("call_id", String(128)),
     Column("dialog_id", String(128)),
+    Column("conference_id", String(128)),
+    Column("conference_name", String(255)),
     Column("calls_configuration_id", String(128), nullable=False),
     Column("application_id", String(255)),
     Column("entity_id", String(255)),
@@ -43,6 +49,7 @@ recordings_table = Table(
     Column("document", Text, nullable=False),
     Index("ix_recording_files_call_id", "call_id"),
     Index("ix_recording_files_dialog_id", "dialog_id"),
+    Index("ix_recording_files_conference_id", "conference_id"),
     Index("ix_recording_files_start_time", "start_time"),
 )
 
@@ -63,6 +70,8 @@ def _document(file: RecordingFile) -> str:
             "reason": file.reason,
             "customData": file.custom_data,
             "filePrefix": file.file_prefix,
+            "channels": file.channels,
+            "channelMap": file.channel_map,
         }
     )
 
@@ -73,6 +82,8 @@ def _row(file: RecordingFile) -> dict[str, Any]:
         "id": file.id,
         "call_id": file.call_id,
         "dialog_id": file.dialog_id,
+        "conference_id": file.conference_id,
+        "conference_name": file.conference_name,
         "calls_configuration_id": file.calls_configuration_id,
         "application_id": platform.get("applicationId"),
         "entity_id": platform.get("entityId"),
@@ -97,6 +108,8 @@ def _file(row: Any) -> RecordingFile:
         recording_type=doc["recordingType"],
         call_id=row.call_id,
         dialog_id=row.dialog_id,
+        conference_id=row.conference_id,
+        conference_name=row.conference_name,
         platform=doc.get("platform"),
         endpoint=doc.get("endpoint"),
         direction=row.direction,
@@ -108,6 +121,8 @@ def _file(row: Any) -> RecordingFile:
         reason=doc.get("reason"),
         custom_data=doc.get("customData") or {},
         file_prefix=doc.get("filePrefix"),
+        channels=doc.get("channels", 1),
+        channel_map=doc.get("channelMap"),
     )
 
 
@@ -137,15 +152,24 @@ class SqlRecordingStore:
         self, query: RecordingQuery, offset: int, limit: int
     ) -> tuple[list[list[RecordingFile]], int]:
         t = recordings_table.c
-        owner = t.dialog_id if query.dialogs else t.call_id
+        owner = {
+            OwnerKind.CALL: t.call_id,
+            OwnerKind.DIALOG: t.dialog_id,
+            OwnerKind.CONFERENCE: t.conference_id,
+        }[query.kind]
         conditions = [
             t.status != FileStatus.RECORDING.value,
-            t.dialog_id.is_not(None) if query.dialogs else t.dialog_id.is_(None),
+            t.dialog_id.is_not(None) if query.kind is OwnerKind.DIALOG else t.dialog_id.is_(None),
+            t.conference_id.is_not(None)
+            if query.kind is OwnerKind.CONFERENCE
+            else t.conference_id.is_(None),
         ]
         conditions += equal_to(
             {
                 t.call_id: query.call_id,
                 t.dialog_id: query.dialog_id,
+                t.conference_id: query.conference_id,
+                t.conference_name: query.conference_name,
                 t.calls_configuration_id: query.calls_configuration_id,
                 t.application_id: query.application_id,
                 t.entity_id: query.entity_id,
@@ -154,8 +178,8 @@ class SqlRecordingStore:
                 t.direction: query.direction,
             }
         )
-        if query.dialog_ids is not None:
-            conditions.append(t.dialog_id.in_(query.dialog_ids))
+        if query.owner_ids is not None:
+            conditions.append(owner.in_(query.owner_ids))
         if query.composition is not None:
             conditions.append(t.call_id.is_(None) if query.composition else t.call_id.is_not(None))
         conditions += time_range(
@@ -183,7 +207,7 @@ class SqlRecordingStore:
             ).all()
         groups: dict[str, list[RecordingFile]] = {key: [] for key in owners}
         for row in rows:
-            groups[row.dialog_id if query.dialogs else row.call_id].append(_file(row))
+            groups[getattr(row, owner.key)].append(_file(row))
         return list(groups.values()), total
 
     def unfinished(self) -> list[RecordingFile]:
