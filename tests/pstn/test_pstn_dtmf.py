@@ -155,6 +155,25 @@ async def test_inband_keys_are_tones_in_front_of_the_source(gateway: Gateway, ap
     await until(lambda: call.typing is None)
 
 
+async def test_a_new_source_replaces_the_keying_and_what_is_queued_follows(
+    gateway: Gateway, api, phones
+) -> None:
+    call_id = await answered(api)
+    port = gateway.calls.media_port(call_id)
+    assert isinstance(port, PhoneAudio)
+    keyed: list[str] = []
+    gateway.calls.observe_dtmf(lambda leg, digit: keyed.append(digit))
+    await api.post(f"/pstn/1/calls/{call_id}/dtmf", json={"digits": "123"})
+    await api.post(f"/pstn/1/calls/{call_id}/dtmf", json={"digits": "9", "mode": "rfc4733"})
+    call = gateway.pstn.get_call(call_id)
+    await until(lambda: len(call.to_type) == 1)  # the tones are queued, the 9 waits
+    assert port.read() is not None  # the first tone frame
+    tone = {"type": "tone", "frequency": 440}
+    assert (await api.put(f"/pstn/1/calls/{call_id}/source", json=tone)).status_code == 200
+    await until(lambda: keyed == ["9"])  # the keying gave way, the next request was typed
+    assert abs(dominant_frequency(np.concatenate([port.read() for _ in range(10)]), 8000) - 440) < 5
+
+
 async def test_inband_keys_are_heard_across_a_bridge(gateway: Gateway, api, phones) -> None:
     """Through the media plane: the other phone hears the keys, found in its WAV."""
     keying, hearing = await answered(api), await answered(api)
