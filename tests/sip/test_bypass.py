@@ -335,3 +335,31 @@ async def test_an_endpoint_behind_a_nat_is_never_bypassed(tmp_path: Path):
         assert gateway.calls.native_media(child) is not None
     # Both SIPps ended well: an unexpected re-INVITE would have failed them.
     assert packets[f'call_id="{child}",direction="in"'] > 50  # the echo came back through us
+
+
+@needs_baresip
+async def test_capturing_dtmf_pulls_a_bypassed_leg_in_until_the_digit_arrives(phones: Phones):
+    """While bypassed, the caller's RFC 4733 events would go to the callee: a capture brings
+    the media back (its in-band detector taps the leg), the key press reaches the capture, and
+    the pair is bypassed again once the capture is over."""
+    world, gateway = phones.world, phones.gateway
+    subscription = {
+        "subscriptionId": "actions",
+        "name": "actions",
+        "events": ["DTMF_CAPTURED"],
+        "profile": {"profileId": "actions", "webhook": {"notifyUrl": world.recorder.url}},
+    }
+    created = await world.api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
+    assert created.status_code == 201, created.text
+    parent, child = await phones.call_through_a_dialog()
+    await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    capture = {"maxLength": 1, "timeout": 10000}
+    started = await world.api.post(f"/calls/1/calls/{parent}/capture/dtmf", json=capture)
+    assert started.status_code == 200, started.text
+    await path_becomes(gateway, parent, child, MediaPath.MIX)
+    sent = await phones.caller.command("sndcode", "4")
+    assert sent["ok"], sent
+    (captured,) = await world.recorder.wait_for(types=["DTMF_CAPTURED"], call_id=parent)
+    assert captured["properties"] == {"dtmf": "4", "timeout": False}
+    await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    await hang_up(phones, parent, child)
