@@ -14,7 +14,7 @@ import math
 import os
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cache
 from math import ceil, gcd
 
@@ -40,10 +40,12 @@ class _Job:
     """One running synthesis and how many requests wait for it."""
 
     task: asyncio.Task[np.ndarray]
-    waiters: int = field(default=0)
+    waiters: int = 0
 
 
 class SpeechSynthesizer:
+    """espeak-ng behind a cache; one per event loop (its syntheses are tasks on that loop)."""
+
     def __init__(
         self,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
@@ -78,6 +80,7 @@ class SpeechSynthesizer:
         finally:
             job.waiters -= 1
             if job.waiters == 0 and not job.task.done():
+                self._forget(key, job)  # a request from now on starts afresh
                 job.task.cancel()  # nobody wants it any more: its process is killed
                 await asyncio.wait([job.task])
 

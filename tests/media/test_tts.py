@@ -200,6 +200,17 @@ async def test_one_cancelled_requester_does_not_stop_the_others(
     assert seconds(pcm) > 60 and synthesizer.processes_started == 1
 
 
+async def test_a_request_just_after_a_cancel_gets_speech(synthesizer: SpeechSynthesizer) -> None:
+    text = "word " * 300
+    leaving = asyncio.create_task(synthesizer.synthesize(text, EN))
+    await until(lambda: synthesizer.processes_started == 1 and espeak_children())
+    leaving.cancel()
+    await asyncio.sleep(0)  # the cancel is under way: the first synthesis is being killed
+    pcm = await synthesizer.synthesize(text, EN)
+    assert leaving.cancelled() and seconds(pcm) > 60
+    assert synthesizer.processes_started == 2
+
+
 async def test_ssml_is_read_as_markup(synthesizer: SpeechSynthesizer) -> None:
     plain = await synthesizer.synthesize("Hello world", EN)
     ssml = await synthesizer.synthesize('<speak>Hello <break time="1s"/> world</speak>', EN)
