@@ -9,16 +9,23 @@ from __future__ import annotations
 
 import asyncio
 import io
-import shutil
 import wave
+import weakref
 from collections.abc import Iterator
 
 import numpy as np
 
 from gateway.media.frame import NARROWBAND, samples_per_frame
+from gateway.media.tts import SpeechSynthesizer, SynthesisFailed
+from gateway.media.voices import resolve_voice
 
 FRAME = samples_per_frame(NARROWBAND)
 MAX_HEARD_FRAMES = 50 * 600  # ten minutes of what a phone heard; older audio is dropped
+SPEECH_CACHE_BYTES = 8 * 1024 * 1024
+
+_SYNTHESIZERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, SpeechSynthesizer] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 class SourceError(ValueError):
@@ -53,29 +60,21 @@ def silence_frames() -> Iterator[np.ndarray]:
         yield np.zeros(FRAME, dtype=np.int16)
 
 
+def _synthesizer() -> SpeechSynthesizer:
+    """The phones' synthesizer on the running loop: one per loop, as its syntheses are tasks."""
+    loop = asyncio.get_running_loop()
+    if loop not in _SYNTHESIZERS:
+        _SYNTHESIZERS[loop] = SpeechSynthesizer(cache_bytes=SPEECH_CACHE_BYTES)
+    return _SYNTHESIZERS[loop]
+
+
 async def speech(text: str, language: str = "en") -> np.ndarray:
-    """Text spoken by espeak-ng, as 8 kHz int16; runs as a subprocess, off the event loop."""
-    if not text.strip():
-        raise SourceError("text must not be empty")
-    if shutil.which("espeak-ng") is None or shutil.which("sox") is None:
-        raise SourceError("speech needs espeak-ng and sox (Debian packages)")
-    espeak = await asyncio.create_subprocess_exec(
-        "espeak-ng", "-v", language, "--stdout", text,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    wav, errors = await espeak.communicate()
-    if espeak.returncode != 0 or not wav:
-        raise SourceError(f"espeak-ng failed: {errors.decode(errors='replace').strip()}")
-    sox = await asyncio.create_subprocess_exec(
-        "sox", "-t", "wav", "-", "-r", str(NARROWBAND), "-e", "signed", "-b", "16", "-c", "1",
-        "-t", "raw", "-",
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    raw, errors = await sox.communicate(wav)
-    if sox.returncode != 0:
-        raise SourceError(f"sox failed: {errors.decode(errors='replace').strip()}")
-    return np.frombuffer(raw, dtype=np.int16).copy()
+    """``text`` spoken by espeak-ng in a Calls API ``language`` (as a say action would), as
+    8 kHz int16; synthesized off the event loop, and cached since test phones repeat."""
+    try:
+        return await _synthesizer().synthesize(text, resolve_voice(language))
+    except (ValueError, SynthesisFailed) as error:  # UnsupportedVoice is a ValueError
+        raise SourceError(str(error)) from None
 
 
 class PhoneAudio:
@@ -84,11 +83,22 @@ class PhoneAudio:
     sample_rate = NARROWBAND
 
     def __init__(self) -> None:
-        self._source: Iterator[np.ndarray] = silence_frames()
+        self._source: Iterator[np.ndarray | None] = silence_frames()
         self._heard: list[np.ndarray] = []
 
     def play(self, source: Iterator[np.ndarray]) -> None:
         self._source = source
+
+    def interject(self, frames: Iterator[np.ndarray | None]) -> None:
+        """Send ``frames`` first (None: silence), then what was playing resumes: keys typed
+        over what the phone says. A source set meanwhile replaces both."""
+        resumed = self._source
+
+        def first_frames() -> Iterator[np.ndarray | None]:
+            yield from frames
+            yield from resumed
+
+        self._source = first_frames()
 
     def read(self) -> np.ndarray | None:
         return next(self._source)
