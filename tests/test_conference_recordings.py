@@ -330,3 +330,20 @@ def test_composing_fifteen_participants_summed_and_per_channel(tmp_path: Path):
         assert abs(dominant_frequency(own, RATE) - (300 + 200 * n)) < 5
         assert not channels[: n * RATE, n].any()  # silent before its start
     assert not list(tmp_path.glob("*.part"))
+
+
+async def test_a_conference_created_with_recording_records_from_its_start(
+    app: RecordedConferenceApp, gateway: Gateway
+):
+    body = {**AUDIO, "conferenceComposition": {"enabled": True}}
+    conference = await app.conference(name="recorded", recording=body)
+    conference_id = conference["id"]
+    await app.recording_event(conference_id, "CONFERENCE_RECORDING_STARTED")
+    (first,) = await add_calls(app, conference_id, 1)
+    await say(app.api, first, 700)
+    await run_ticks(gateway, 40)
+    await app.call("POST", f"{CONFERENCES}/{conference_id}/hangup")
+    ready = await app.recording_event(conference_id, "CONFERENCE_RECORDING_READY")
+    (file,) = ready["properties"]["recording"]["composedFiles"]
+    pcm = await app.download(file["id"])
+    assert tones_of(pcm[-int(0.5 * RATE) :], {first: 700.0})[first] > -25

@@ -9,8 +9,9 @@ from fastapi import APIRouter, Body, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.calls import PENDING, CustomData, Paging, Platform, _raise_for, _time_param
-from gateway.api.dialogs import ChildCallBody, Composition, RingbackBody
+from gateway.api.dialogs import ChildCallBody, RingbackBody
 from gateway.api.errors import ApiError, not_found
+from gateway.api.recording_bodies import ConferenceRecordingBody
 from gateway.core.calls import DEFAULT_MAX_DURATION, CallError
 from gateway.core.conferences import (
     Conference,
@@ -24,24 +25,13 @@ from gateway.core.conferences import (
     conference_view,
 )
 from gateway.core.leg import Leg
+from gateway.core.recordings import RecordingControl
 from gateway.core.views import call_view
 
 router = APIRouter(prefix="/calls/1", tags=["conferences"])
 CONFERENCES = "/conferences"
 
-RECORDING_NOT_AVAILABLE = "recording of conferences is not available yet"
 MaxDuration = Annotated[int, Field(ge=1, le=DEFAULT_MAX_DURATION)]
-
-
-class RecordingBody(BaseModel):
-    """``ConferenceRecordingRequest``: understood, but answered 400 until conferences can be
-    recorded."""
-
-    model_config = ConfigDict(extra="forbid")
-    recordingType: Literal["AUDIO", "AUDIO_AND_VIDEO"]
-    conferenceComposition: Composition | None = None
-    customData: CustomData | None = None
-    filePrefix: Annotated[str | None, Field(max_length=255)] = None
 
 
 class ActionConferenceBody(BaseModel):
@@ -49,18 +39,12 @@ class ActionConferenceBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     name: Annotated[str | None, Field(min_length=1, max_length=255)] = None
-    recording: RecordingBody | None = None
+    recording: ConferenceRecordingBody | None = None
     maxDuration: MaxDuration = DEFAULT_MAX_DURATION
     callsConfigurationId: Annotated[str | None, Field(min_length=1, max_length=128)] = None
     platform: Platform | None = None
 
     def spec(self) -> ConferenceSpec:
-        if self.recording is not None:
-            raise ApiError(
-                400,
-                f"Request is invalid: {RECORDING_NOT_AVAILABLE}.",
-                {"recording": [RECORDING_NOT_AVAILABLE]},
-            )
         return ConferenceSpec(
             name=self.name,
             calls_configuration_id=self.callsConfigurationId,
@@ -208,19 +192,36 @@ def _with_call(conference: Conference, leg: Leg) -> dict[str, Any]:
 # -- connect ----------------------------------------------------------------------------------
 
 
+def _recordings(request: Request) -> RecordingControl:
+    return request.app.state.gateway.recordings
+
+
+Recordings = Annotated[RecordingControl, Depends(_recordings)]
+
+
+def _record(recordings: RecordingControl, conference: Conference, body: Any) -> None:
+    """The request's ``recording``: the new conference is recorded from its start."""
+    if body is not None and body.recording is not None:
+        try:
+            recordings.start_conference(conference.id, body.recording.options())
+        except CallError as error:
+            raise _error(error) from None
+
+
 @router.post("/connect")
-async def connect(body: ConnectBody, control: Control) -> dict[str, Any]:
+async def connect(body: ConnectBody, control: Control, recordings: Recordings) -> dict[str, Any]:
     spec = (body.conferenceRequest or ActionConferenceBody()).spec()
     try:
         conference = await control.connect(body.callIds, spec)
     except CallError as error:
         raise _error(error) from None
+    _record(recordings, conference, body.conferenceRequest)
     return conference_view(conference)
 
 
 @router.post("/calls/{call_id}/connect")
 async def connect_with_new_call(
-    call_id: str, body: ConnectWithNewCallBody, control: Control
+    call_id: str, body: ConnectWithNewCallBody, control: Control, recordings: Recordings
 ) -> dict[str, Any]:
     spec = (body.conferenceRequest or ActionConferenceBody()).spec()
     try:
@@ -229,6 +230,7 @@ async def connect_with_new_call(
         )
     except CallError as error:
         raise _error(error) from None
+    _record(recordings, conference, body.conferenceRequest)
     return _with_call(conference, leg)
 
 
@@ -236,11 +238,14 @@ async def connect_with_new_call(
 
 
 @router.post(CONFERENCES, status_code=201)
-async def create_conference(body: ConferenceBody, control: Control) -> dict[str, Any]:
+async def create_conference(
+    body: ConferenceBody, control: Control, recordings: Recordings
+) -> dict[str, Any]:
     try:
         conference = control.create(body.spec())
     except CallError as error:
         raise _error(error) from None
+    _record(recordings, conference, body)
     return conference_view(conference)
 
 

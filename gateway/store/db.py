@@ -11,7 +11,17 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, MetaData, Table, create_engine, event, func, select
+from sqlalchemy import (
+    Connection,
+    MetaData,
+    Table,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+)
 from sqlalchemy.dialects.sqlite import Insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Engine
@@ -38,6 +48,30 @@ class Database:
         import gateway.store.tables  # noqa: F401
 
         metadata.create_all(self.engine)
+        self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        """A data directory made by an older version lacks the columns added since: add them
+        (new columns are nullable) and their indexes, so that upgrading keeps the history.
+        ``create_all`` makes only missing tables."""
+        existing = inspect(self.engine)
+        with self.engine.begin() as connection:
+            for table in metadata.sorted_tables:
+                have = {column["name"] for column in existing.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name in have:
+                        continue
+                    if not column.nullable:
+                        raise RuntimeError(
+                            f"table {table.name} lacks column {column.name}, which cannot be "
+                            "added to existing rows: start with a fresh data directory"
+                        )
+                    kind = column.type.compile(dialect=self.engine.dialect)
+                    connection.execute(
+                        text(f'ALTER TABLE "{table.name}" ADD COLUMN "{column.name}" {kind}')
+                    )
+                for index in table.indexes:  # those of the new columns too
+                    index.create(connection, checkfirst=True)
 
     @contextmanager
     def begin(self) -> Iterator[Connection]:
