@@ -102,8 +102,8 @@ class LegAdapter(Protocol):
     def send_dtmf(self, leg: Leg, digit: str, duration_ms: int) -> bool:
         """Start sending one DTMF digit (``0-9*#A-D``) out of band (RFC 4733), lasting
         ``duration_ms``, if the endpoint agreed on telephone-event; return at once. False when
-        it did not: the core then plays the digit in-band. Digits the endpoint sends come back
-        through ``CallControl.on_dtmf``, once per key press, from either kind."""
+        it did not: the core then plays the digit in-band. Digits the endpoint sends out of band
+        come back through ``CallControl.on_dtmf``, once per key press."""
         ...
 
 
