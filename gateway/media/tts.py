@@ -113,10 +113,13 @@ class SpeechSynthesizer:
         self.processes_started += 1
         try:
             wav, errors = await process.communicate(text.encode())
-        finally:
-            if process.returncode is None:  # cancelled: leave no process behind
+        except BaseException:  # cancelled: leave no process behind
+            if process.returncode is None:
                 process.kill()
-                await process.wait()
+            # Read to the end: a pipe whose reading paused (its buffer full) never sees the
+            # exit, and the process would never count as ended.
+            await process.communicate()
+            raise
         if process.returncode != 0:
             reason = errors.decode(errors="replace").strip() or "no message"
             raise SynthesisFailed(f"{self._command} exited with {process.returncode}: {reason}")

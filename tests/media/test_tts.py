@@ -187,6 +187,32 @@ async def test_a_cancelled_synthesis_leaves_no_process(synthesizer: SpeechSynthe
     assert synthesizer.processes_started == 2
 
 
+async def test_a_synthesis_cancelled_on_a_busy_loop_ends(synthesizer: SpeechSynthesizer) -> None:
+    """A busy loop lets espeak-ng's output pile up after the reader stopped, until the pipe
+    pauses: the cancelled synthesis must still end and reap its process."""
+
+    turns = 0
+
+    async def busy() -> None:
+        nonlocal turns
+        while True:
+            time.sleep(0.005)  # media work holding the loop, not a wait
+            turns += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(synthesizer.synthesize(LONG, EN))
+    await until(lambda: synthesizer.processes_started == 1 and espeak_children())
+    hog = asyncio.create_task(busy())
+    try:
+        await until(lambda: turns >= 4)
+        task.cancel()
+        async with asyncio.timeout(2):
+            await asyncio.gather(task, return_exceptions=True)
+    finally:
+        hog.cancel()
+    assert task.cancelled() and espeak_children() == []
+
+
 async def test_one_cancelled_requester_does_not_stop_the_others(
     synthesizer: SpeechSynthesizer,
 ) -> None:
