@@ -70,7 +70,7 @@ class UnsupportedVoice(ValueError):
 @cache
 def voice_names() -> frozenset[str]:
     """The Calls API's voiceName enum (voice_names.txt, one name a line, as in the spec)."""
-    text = files(__package__).joinpath("voice_names.txt").read_text(encoding="utf-8")
+    text = files("gateway.media").joinpath("voice_names.txt").read_text(encoding="utf-8")
     return frozenset(text.splitlines())
 
 
