@@ -82,7 +82,10 @@ class _Spoken(_Body):
         try:
             voice = resolve_voice(self.language, preferences.voiceGender, preferences.voiceName)
         except UnsupportedVoice as error:
-            raise bad_request(prefix + error.field, str(error)) from None
+            message = str(error)
+            if error.field == "preferences.voiceName":  # the spec's 974 names: not listed
+                message = f"{error.value!r} is not a voice name of the Calls API (docs/voices.md)"
+            raise bad_request(prefix + error.field, message) from None
         return Speech(self.text, voice, self.speechRate)
 
 
