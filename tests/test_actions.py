@@ -19,7 +19,7 @@ import pytest
 from gateway.app import Gateway
 from gateway.media.dtmf_detect import DtmfDetector
 from gateway.testing.app import CALL_EVENTS, prepare_app
-from gateway.testing.audio import dominant_frequency, read_wav, tone
+from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
 from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, App, error_of
@@ -27,6 +27,7 @@ from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, App
 CALLS = "/calls/1/calls"
 ACTION_EVENTS = ["SAY_FINISHED", "PLAY_FINISHED", "DTMF_CAPTURED", "ERROR"]
 CONFERENCE_EVENTS = ["CONFERENCE_CREATED", "CONFERENCE_FINISHED", "PARTICIPANT_JOINED"]
+RECORDING_EVENTS = ["CALL_RECORDING_STARTED", "CALL_RECORDING_STOPPED", "CALL_RECORDING_READY"]
 EVENT_WEBHOOK = "calls-event-webhook"
 RATE = 8000
 HELLO = {"text": "Hello.", "language": "en"}
@@ -119,7 +120,13 @@ async def app(
     api: httpx.AsyncClient, reference: Path, gateway: Gateway
 ) -> AsyncIterator[ActionApp]:
     async with WebhookRecorder() as recorder:
-        events = [*CALL_EVENTS, *DIALOG_EVENTS, *ACTION_EVENTS, *CONFERENCE_EVENTS]
+        events = [
+            *CALL_EVENTS,
+            *DIALOG_EVENTS,
+            *ACTION_EVENTS,
+            *CONFERENCE_EVENTS,
+            *RECORDING_EVENTS,
+        ]
         await prepare_app(
             api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=NUMBERS
         )
@@ -213,6 +220,21 @@ async def test_an_uploaded_file_is_played_loop_count_times(app: ActionApp):
     assert abs(dominant_frequency(heard, RATE) - 600) < 5 and len(loud)
     app.assert_events_conform()
     await app.quiet()
+
+
+async def test_a_call_recording_holds_the_prompt_the_call_heard(app: ActionApp):
+    call_id = await app.answered()
+    file_id = await app.upload(tone(600, 0.6, rate=RATE))
+    await app.post(f"{CALLS}/{call_id}/start-recording", {"recording": {"recordingType": "AUDIO"}})
+    await app.finished(call_id, "CALL_RECORDING_STARTED")
+    await app.post(f"{CALLS}/{call_id}/play", {"content": {"type": "FILE", "fileId": file_id}})
+    await app.finished(call_id, "PLAY_FINISHED")
+    await app.post(f"{CALLS}/{call_id}/stop-recording")
+    ready = await app.finished(call_id, "CALL_RECORDING_READY")
+    (file,) = ready["properties"]["recording"]["files"]
+    pcm, rate = read_wav((await app.api.get(f"/calls/1/recordings/files/{file['id']}")).content)
+    assert tone_level(pcm, rate, 600) > -20
+    assert abs(voiced(pcm.astype(np.float64)) - 0.6) <= 0.1
 
 
 async def test_offset_and_timeout_cut_the_first_pass_only(app: ActionApp):

@@ -33,7 +33,8 @@ from gateway.media.port import MediaPort, NativeMedia, RelayablePort
 
 log = logging.getLogger(__name__)
 
-# Sees each tick's frames of the legs it taps: one row per leg, in the order of ``legs``.
+# Sees each tick's frames of the legs it taps: one row per leg, in the order of ``legs``,
+# then one row per prompt played to them that tick (so that recordings hold prompts).
 FrameTap = Callable[[Sequence[str], np.ndarray], None]
 
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 MAX_PARTICIPANTS = 15
 
 # Sees each tick's frames of a conference room: one row per joined call with audio, the
-# call ids in row order (what MediaBridges' taps see for a dialog).
+# call ids in row order, then a row per prompt played to the room (as MediaBridges' taps).
 RoomTap = Callable[[Sequence[str], np.ndarray], None]
 # Told when a call with audio joins (True) or leaves (False) a room: (conference id, call id).
 ParticipantObserver = Callable[[str, str, bool], None]
@@ -600,7 +600,7 @@ class ConferenceControl:
         except KeyError:  # a port not (or no longer) a participant's: not this tick
             return
         try:
-            for call_id, talking in room.talk.update(keys, frames):
+            for call_id, talking in room.talk.update(keys, frames[: len(keys)]):
                 kind = "PARTICIPANT_STARTED_TALKING" if talking else "PARTICIPANT_STOPPED_TALKING"
                 self._publish_talk(kind, room, str(call_id))
         except Exception:

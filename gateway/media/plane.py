@@ -49,8 +49,9 @@ class Overlay:
 class Bridge:
     """Ports that hear each other; ``deaf`` ports hear silence, ``muted`` ones are not heard.
 
-    Each of ``taps`` sees the frames read each tick (one row per port, in ``ports`` order), so
-    that talk detection and recording need no second read of the ports.
+    Each of ``taps`` sees the frames read each tick (one row per port, in ``ports`` order),
+    then one row per overlay that played this tick, so that talk detection and recording need
+    no second read of the ports, and a recording holds the prompts its calls heard.
     """
 
     ports: list[MediaPort] = field(default_factory=list)
@@ -132,9 +133,13 @@ class _Batch:
 
     def tick(self) -> None:
         frames = self.read()
+        played = self.play()
         for bridge, first, ports in self.spans:
             if bridge.taps and bridge not in self.failed:
                 block = frames[first : first + len(ports)]
+                extra = [samples for _, samples in played.get(bridge, ())]
+                if extra:
+                    block = np.vstack([block, *extra])
                 for tap in list(bridge.taps):
                     try:
                         tap(block)
@@ -142,7 +147,7 @@ class _Batch:
                         log.exception("a tap of a bridge failed; removing it")
                         bridge.taps.remove(tap)
         heard = self.mix(frames)
-        self.overlay(heard)
+        self.overlay(heard, played)
         self.write(heard)
 
     def fail(self, bridge: Bridge, exc: Exception) -> None:
@@ -203,9 +208,10 @@ class _Batch:
                     heard[row] = 0
         return heard
 
-    def overlay(self, heard: np.ndarray) -> None:
-        """Add each overlay's frame to its hearers' rows, saturating (deaf ports hear none)."""
-        for bridge, first, ports in self.spans:
+    def play(self) -> dict[Bridge, list[tuple[Overlay, np.ndarray]]]:
+        """This tick's frame of every overlay that has one (each source is called once)."""
+        played: dict[Bridge, list[tuple[Overlay, np.ndarray]]] = {}
+        for bridge, _, _ in self.spans:
             if not bridge.overlays or bridge in self.failed:
                 continue
             for overlay in list(bridge.overlays):
@@ -215,8 +221,18 @@ class _Batch:
                     log.exception("an overlay of a bridge failed; removing it")
                     bridge.overlays.remove(overlay)
                     continue
-                if samples is None or len(samples) != self.size:
-                    continue
+                if samples is not None and len(samples) == self.size:
+                    played.setdefault(bridge, []).append((overlay, samples))
+        return played
+
+    def overlay(
+        self, heard: np.ndarray, played: dict[Bridge, list[tuple[Overlay, np.ndarray]]]
+    ) -> None:
+        """Add each overlay's frame to its hearers' rows, saturating (deaf ports hear none)."""
+        for bridge, first, ports in self.spans:
+            if bridge not in played or bridge in self.failed:
+                continue
+            for overlay, samples in played[bridge]:
                 hearers, deaf = overlay.hearers, bridge.deaf
                 rows = [
                     row
