@@ -227,3 +227,6 @@ class CarrierLegs:
 
     async def redirect_media(self, leg: Leg, target: NativeMedia | None) -> NativeMedia:
         return await self._sip.redirect_media(leg, target)
+
+    def send_dtmf(self, leg: Leg, digit: str, duration_ms: int) -> bool:
+        return self._sip.send_dtmf(leg, digit, duration_ms)
