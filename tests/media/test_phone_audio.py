@@ -78,10 +78,13 @@ async def test_sources_and_bad_input(gateway: Gateway, api):
         ({"type": "tone", "frequency": 5000}, "frequency"),
         ({"type": "music"}, "type"),
         ({"type": "text"}, "text"),
+        ({"type": "text", "text": "Hi", "language": "xx-yy"}, "language"),
     ]:
         response = await api.put(f"/pstn/1/calls/{caller}/source", json=body)
         assert response.status_code == 400, body
         assert field in response.json()["requestError"]["serviceException"]["validationErrors"]
+    arabic = {"type": "text", "text": "مرحبا", "language": "ar_xa"}  # any say language
+    assert (await api.put(f"/pstn/1/calls/{caller}/source", json=arabic)).status_code == 200
     assert (await api.get("/pstn/1/calls/nope/heard")).status_code == 404
     assert (await api.put("/pstn/1/calls/nope/source", json={"type": "silence"})).status_code == 404
 

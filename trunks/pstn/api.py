@@ -26,6 +26,7 @@ from gateway.api.errors import ApiError, bad_request
 from gateway.core.calls import NotRouted, WrongState
 from gateway.core.numbering import E164
 from gateway.media.dtmf_sender import invalid_dtmf
+from gateway.media.voices import UnsupportedVoice, resolve_voice
 from trunks.pstn.audio import SourceError, pcm_frames, silence_frames, speech, tone_frames
 from trunks.pstn.numbers import DtmfMode, InvalidNumber, SimulatedNumber
 from trunks.pstn.simulator import SimulatedCall, SimulatedPstn
@@ -91,7 +92,7 @@ class SourceBody(BaseModel):
     frequency: Annotated[float | None, Field(ge=50, le=3900)] = None
     amplitude: Annotated[float, Field(gt=0, le=1)] = 0.3
     text: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
-    language: Annotated[str, Field(pattern=r"^[a-zA-Z-]{2,12}$")] = "en"
+    language: Annotated[str, Field(min_length=2, max_length=16)] = "en"  # a say language
     loop: bool = False
 
 
@@ -106,6 +107,10 @@ async def set_source(call_id: str, body: SourceBody, pstn: Pstn) -> dict[str, An
     elif body.type == "text":
         if body.text is None:
             raise bad_request("text", "must not be null for speech")
+        try:
+            resolve_voice(body.language)
+        except UnsupportedVoice as error:
+            raise bad_request("language", str(error)) from None
         try:
             pcm = await speech(body.text, body.language)
         except SourceError as error:
