@@ -15,8 +15,8 @@ test: venv certs
 	$(BIN)/python -m pytest -q
 
 lint: venv
-	$(BIN)/ruff check gateway trunks tests
-	$(BIN)/ruff format --check gateway trunks tests
+	$(BIN)/ruff check gateway trunks tests examples
+	$(BIN)/ruff format --check gateway trunks tests examples
 
 system-deps:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \

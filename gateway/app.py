@@ -9,26 +9,34 @@ import logging
 import os
 import secrets
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from gateway.api.app import create_api
 from gateway.api.auth import ApiKeyAuth
+from gateway.core.actions import ActionControl
 from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
 from gateway.core.conferences import ConferenceControl
+from gateway.core.content import ContentLoader
 from gateway.core.dialogs import DialogControl
+from gateway.core.files import FileLibrary
 from gateway.core.recordings import RecordingControl
+from gateway.media.audio_cache import AudioCache
 from gateway.media.metrics import SessionRegistry
 from gateway.media.plane import MediaPlane
+from gateway.media.tts import SpeechSynthesizer
 from gateway.settings import Settings
 from gateway.store import Database
 from gateway.store.conferences import SqlConferenceStore
 from gateway.store.configurations import CallsConfiguration, ConfigurationStore, Did, DidStore
 from gateway.store.dialogs import SqlDialogStore
+from gateway.store.files import SqlFileStore
 from gateway.store.legs import SqlLegStore
 from gateway.store.recordings import SqlRecordingStore
+from gateway.url_audio import UrlAudio
 from gateway.webhooks.dispatcher import WebhookDispatcher
 from trunks.pstn import SimulatedNumber, SimulatedPstn, default_plan
 from trunks.pstn.api import router as pstn_router
@@ -75,6 +83,11 @@ class Gateway:
     conferences: ConferenceControl
     bridges: MediaBridges
     recordings: RecordingControl
+    files: FileLibrary
+    url_audio: UrlAudio
+    audio_cache: AudioCache
+    tts: SpeechSynthesizer
+    actions: ActionControl
     api: FastAPI | None = None
 
     @classmethod
@@ -106,7 +119,20 @@ class Gateway:
             SqlRecordingStore(db),
             webhooks,
             Path(settings.data_dir) / "recordings",
+            conferences=conferences,
         )
+        audio_cache = AudioCache(settings.audio_cache_bytes)
+        files = FileLibrary(
+            SqlFileStore(db),
+            Path(settings.data_dir) / "files",
+            audio_cache,
+            max_bytes=settings.file_max_bytes,
+            retention=timedelta(days=settings.file_retention_days),
+        )
+        url_audio = UrlAudio(audio_cache, settings.url_fetch_timeout, settings.url_fetch_max_bytes)
+        tts = SpeechSynthesizer()
+        content = ContentLoader(files, recordings, url_audio, tts)
+        actions = ActionControl(calls, dialogs, conferences, bridges, content, webhooks)
         rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []
         numbers += [
@@ -141,6 +167,11 @@ class Gateway:
             conferences,
             bridges,
             recordings,
+            files,
+            url_audio,
+            audio_cache,
+            tts,
+            actions,
         )
         routers = [pstn_router, sip_trunks_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
@@ -159,6 +190,7 @@ class Gateway:
         ended = self.recordings.recover()
         if ended:
             log.warning("%d recordings were cut short by the end of the previous run", ended)
+        self.files.start()
         await self.webhooks.start()
         await self.sip.start()
 
@@ -169,6 +201,10 @@ class Gateway:
         await self.bridges.settled()  # no endpoint left half-way to or from bypass
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
         await self.recordings.close()  # the calls' ends stopped them: finish the files
+        await self.actions.close()  # likewise: only loads in flight are left to cancel
+        self.files.close()
+        await self.audio_cache.close()  # loads in flight end before their HTTP client
+        await self.url_audio.close()
         await self.sip.stop()
         self.media.close()
         await self.webhooks.stop()

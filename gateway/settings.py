@@ -60,6 +60,15 @@ class Settings:
     pstn_default_plan: bool = True
     # Numbers the user owns, linked to a calls configuration: {number, callsConfigurationId}.
     dids: list[dict[str, Any]] = field(default_factory=list)
+    # Uploaded audio files (/calls/1/files): the largest upload, and how long a file is kept
+    # after its upload or its last play (the Calls API removes files unused for 90 days).
+    file_max_bytes: int = 10 * 1024 * 1024
+    file_retention_days: float = 90.0
+    # Audio played from a URL: the whole fetch's time limit (seconds) and its largest body.
+    url_fetch_timeout: float = 10.0
+    url_fetch_max_bytes: int = 10 * 1024 * 1024
+    # Decoded audio (files and URLs, 8 kHz int16: about 1 MB a minute) kept for replay.
+    audio_cache_bytes: int = 64 * 1024 * 1024
     log_level: str = "info"
     event_loop: str = "uvloop"  # or "asyncio"
 

@@ -10,11 +10,13 @@ from fastapi.responses import PlainTextResponse
 
 from gateway import __version__
 from gateway.api import (
+    actions,
     calls,
     conferences,
     configurations,
     dialogs,
     errors,
+    files,
     numbers,
     recordings,
     subscriptions,
@@ -51,9 +53,11 @@ def create_api(gateway: Any, auth: ApiKeyAuth, extra_routers: Iterable[APIRouter
     for router in (
         configurations.router,
         calls.router,
+        actions.router,
         dialogs.router,
         conferences.router,
         recordings.router,
+        files.router,
         subscriptions.router,
         numbers.router,
         *extra_routers,

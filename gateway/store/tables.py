@@ -4,6 +4,7 @@ from gateway.store import (  # noqa: F401
     conferences,
     configurations,
     dialogs,
+    files,
     legs,
     outbox,
     recordings,
