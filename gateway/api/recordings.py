@@ -127,6 +127,13 @@ class CallRecordingFilters:
         )
 
 
+def _refuse_endpoint_filters(owner: str, kind: str | None, identifier: str | None) -> None:
+    """The calls' endpoints are not filters of dialog or conference recordings yet."""
+    for name, value in (("callEndpointType", kind), ("callEndpointIdentifier", identifier)):
+        if value is not None:
+            raise bad_request(name, f"is not available yet as a filter of {owner} recordings")
+
+
 class DialogRecordingFilters:
     """``callId``: either call of the dialog. The calls' endpoints are not filters yet: refused
     by name rather than ignored."""
@@ -144,12 +151,7 @@ class DialogRecordingFilters:
         endTimeBefore: str | None = None,
         composition: bool | None = None,
     ) -> None:
-        for name, value in (
-            ("callEndpointType", callEndpointType),
-            ("callEndpointIdentifier", callEndpointIdentifier),
-        ):
-            if value is not None:
-                raise bad_request(name, "is not available yet as a filter of dialog recordings")
+        _refuse_endpoint_filters("dialog", callEndpointType, callEndpointIdentifier)
         self.query = RecordingQuery(
             OwnerKind.DIALOG,
             call_id=callId,
@@ -181,12 +183,7 @@ class ConferenceRecordingFilters:
         endTimeBefore: str | None = None,
         composition: bool | None = None,
     ) -> None:
-        for name, value in (
-            ("callEndpointType", callEndpointType),
-            ("callEndpointIdentifier", callEndpointIdentifier),
-        ):
-            if value is not None:
-                raise bad_request(name, "is not available yet as a filter of conference recordings")
+        _refuse_endpoint_filters("conference", callEndpointType, callEndpointIdentifier)
         self.query = RecordingQuery(
             OwnerKind.CONFERENCE,
             call_id=callId,
