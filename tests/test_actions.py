@@ -23,6 +23,7 @@ from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
 from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, App, error_of
+from tests.test_url_audio import AudioServer, whole
 
 CALLS = "/calls/1/calls"
 ACTION_EVENTS = ["SAY_FINISHED", "PLAY_FINISHED", "DTMF_CAPTURED", "ERROR"]
@@ -259,12 +260,44 @@ async def test_stop_play_ends_the_prompt_not_played_completely(app: ActionApp):
     await app.quiet()
 
 
-async def test_text_content_is_spoken_and_a_recording_is_played(app: ActionApp):
+async def test_text_content_is_spoken(app: ActionApp):
     call_id = await app.answered()
     text = {"type": "TEXT", "text": "Hello.", "language": "de"}
     await app.post(f"{CALLS}/{call_id}/play", {"content": text})
     event = await app.finished(call_id, "PLAY_FINISHED")
     assert event["properties"]["playedCompletely"] is True and event["properties"]["duration"] > 200
+    assert voiced(await app.heard(call_id)) > 0.2
+
+
+async def test_url_content_is_fetched_once_and_played(app: ActionApp):
+    async with AudioServer() as server:
+        server.routes["/prompt.wav"] = whole(wav_bytes(tone(650, 0.4, rate=RATE)))
+        url = {"type": "URL", "fileUrl": f"{server.base}/prompt.wav"}
+        call_id = await app.answered()
+        for played in (1, 2):
+            await app.post(f"{CALLS}/{call_id}/play", {"content": url})
+            events = await app.recorder.wait_for(played, types=["PLAY_FINISHED"], call_id=call_id)
+        assert [e["properties"]["playedCompletely"] for e in events] == [True, True]
+        assert server.requests["/prompt.wav"] == 1  # cached after the first play
+    heard = await app.heard(call_id)
+    assert abs(dominant_frequency(heard, RATE) - 650) < 5
+    assert abs(voiced(heard) - 0.8) <= 0.1
+
+
+async def test_a_recording_is_played_back(app: ActionApp):
+    recorded = await app.answered()
+    tone_source = {"type": "tone", "frequency": 900}
+    assert (await app.api.put(f"/pstn/1/calls/{recorded}/source", json=tone_source)).is_success
+    recording = {"recording": {"recordingType": "AUDIO", "maxDuration": 1}}
+    await app.post(f"{CALLS}/{recorded}/start-recording", recording)
+    ready = await app.finished(recorded, "CALL_RECORDING_READY")
+    (file,) = ready["properties"]["recording"]["files"]
+    listener = await app.answered()
+    content = {"type": "RECORDING", "fileId": file["id"]}
+    await app.post(f"{CALLS}/{listener}/play", {"content": content})
+    event = await app.finished(listener, "PLAY_FINISHED")
+    assert abs(event["properties"]["duration"] - 1000) <= 60
+    assert abs(dominant_frequency(await app.heard(listener), RATE) - 900) < 5
 
 
 async def test_content_that_cannot_be_played_gives_an_error_event(app: ActionApp):
@@ -389,6 +422,35 @@ async def test_send_dtmf_is_heard_in_band_by_a_phone_without_rfc4733(app: Action
     heard = await app.heard(call_id)
     assert digits_in(heard.astype(np.int16)) == "12#"
     await app.quiet()
+
+
+async def test_send_dtmf_goes_out_of_band_to_a_phone_that_takes_rfc4733(app: ActionApp):
+    number = {"number": "15550109999", "behaviour": "answer",
+              "options": {"answerAfterMs": 20, "dtmf": "rfc4733"}}  # fmt: skip
+    assert (await app.api.post("/pstn/1/numbers", json=number)).status_code == 201
+    call_id = await app.outbound("15550109999")
+    await app.post(f"{CALLS}/{call_id}/send-dtmf", {"dtmf": "4W2"})
+    await until(lambda: not app.gateway.actions._senders, 5)
+    received = (await app.api.get(f"/pstn/1/calls/{call_id}/dtmf")).json()
+    assert received == {"received": "42"}
+    assert digits_in((await app.heard(call_id)).astype(np.int16)) == ""  # no tones as well
+    await app.quiet()
+
+
+async def test_a_hangup_mid_capture_or_mid_send_ends_them_first(app: ActionApp):
+    capturing, sending = await app.answered(), await app.answered()
+    await app.post(f"{CALLS}/{capturing}/capture/dtmf", {"maxLength": 4, "timeout": 30_000})
+    app.gateway.calls.on_dtmf(capturing, "8")
+    await app.post(f"{CALLS}/{sending}/send-dtmf", {"dtmf": "1W1W1W1"})
+    for call_id in (capturing, sending):
+        await app.post(f"{CALLS}/{call_id}/hangup", {})
+        await app.finished(call_id, "CALL_FINISHED")
+    types = app.recorder.types(capturing)
+    assert types.index("DTMF_CAPTURED") < types.index("CALL_FINISHED")
+    captured = await app.finished(capturing, "DTMF_CAPTURED")
+    assert captured["properties"] == {"dtmf": "8", "timeout": False}
+    await app.quiet()
+    assert not app.gateway.media.bridges
 
 
 # -- dialogs and conferences ----------------------------------------------------------------
