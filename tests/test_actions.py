@@ -404,6 +404,19 @@ async def test_capture_with_a_prompt_reports_how_much_was_played(app: ActionApp)
     await app.quiet()
 
 
+async def test_in_band_keys_of_several_callers_are_told_apart(app: ActionApp):
+    callers = [await app.answered() for _ in range(3)]
+    for call_id in callers:
+        await app.post(f"{CALLS}/{call_id}/capture/dtmf", {"maxLength": 2, "timeout": 10_000})
+    for call_id, keys in zip(callers, ("12", "45", "#0"), strict=True):
+        body = {"digits": keys, "mode": "inband"}
+        assert (await app.api.post(f"/pstn/1/calls/{call_id}/dtmf", json=body)).status_code == 202
+    for call_id, keys in zip(callers, ("12", "45", "#0"), strict=True):
+        event = await app.finished(call_id, "DTMF_CAPTURED")
+        assert event["properties"] == {"dtmf": keys, "timeout": False}
+    await app.quiet()
+
+
 async def test_digits_nobody_asked_for_are_reported_one_by_one(app: ActionApp):
     call_id = await app.answered()
     for digit in "12":

@@ -57,6 +57,11 @@ class Player:
     def __call__(self) -> np.ndarray | None:
         if self.stopped or self.finished:
             return None
+        cursor, end = self._cursor, self._pass[1]
+        if cursor + FRAME < end:  # the usual frame: a view of the clip, no copy
+            self._cursor = cursor + FRAME
+            self.frames += 1
+            return self._clip[cursor : cursor + FRAME]
         frame = np.zeros(FRAME, dtype=np.int16)
         filled = 0
         while filled < FRAME:

@@ -168,3 +168,13 @@ def test_an_overlay_that_raises_is_removed_alone() -> None:
     bridge.tick()
     assert not bridge.overlays
     assert (a.heard[-1] == tone(2000, 3)).all()
+
+
+def test_two_overlays_heard_by_one_port_add_up() -> None:
+    from gateway.media.plane import Overlay
+
+    a, b = PlainPort(None), PlainPort(None)
+    first, second = np.full(160, 1000, np.int16), np.full(160, 250, np.int16)
+    bridge = Bridge([a, b], overlays=[Overlay(lambda: first), Overlay(lambda: second)])
+    bridge.tick()
+    assert (a.heard[-1] == 1250).all() and (b.heard[-1] == 1250).all()
