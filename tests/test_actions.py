@@ -28,7 +28,7 @@ from tests.test_url_audio import AudioServer, whole
 CALLS = "/calls/1/calls"
 ACTION_EVENTS = ["SAY_FINISHED", "PLAY_FINISHED", "DTMF_CAPTURED", "ERROR"]
 CONFERENCE_EVENTS = ["CONFERENCE_CREATED", "CONFERENCE_FINISHED", "PARTICIPANT_JOINED"]
-RECORDING_EVENTS = ["CALL_RECORDING_STARTED", "CALL_RECORDING_STOPPED", "CALL_RECORDING_READY"]
+RECORDING_EVENTS = [f"CALL_RECORDING_{what}" for what in ("STARTED", "STOPPED", "READY", "FAILED")]
 EVENT_WEBHOOK = "calls-event-webhook"
 RATE = 8000
 HELLO = {"text": "Hello.", "language": "en"}
@@ -236,6 +236,25 @@ async def test_a_call_recording_holds_the_prompt_the_call_heard(app: ActionApp):
     pcm, rate = read_wav((await app.api.get(f"/calls/1/recordings/files/{file['id']}")).content)
     assert tone_level(pcm, rate, 600) > -20
     assert abs(voiced(pcm.astype(np.float64)) - 0.6) <= 0.1
+
+
+async def test_a_prompt_is_no_talk_for_max_silence_and_the_recording_carries_on(app: ActionApp):
+    """The caller talks (a tone), a prompt plays, the caller stops: the recording holds the
+    prompt and stops one second after the caller's last sound, not when the prompt began."""
+    call_id = await app.answered()
+    source = f"/pstn/1/calls/{call_id}/source"
+    await app.api.put(source, json={"type": "tone", "frequency": 440})
+    body = {"recording": {"recordingType": "AUDIO", "maxSilence": 1}}
+    await app.post(f"{CALLS}/{call_id}/start-recording", body)
+    file_id = await app.upload(tone(600, 0.6, rate=RATE))
+    await app.post(f"{CALLS}/{call_id}/play", {"content": {"type": "FILE", "fileId": file_id}})
+    await app.finished(call_id, "PLAY_FINISHED")
+    await app.api.put(source, json={"type": "silence"})
+    ready = await app.finished(call_id, "CALL_RECORDING_READY")
+    (file,) = ready["properties"]["recording"]["files"]
+    pcm, rate = read_wav((await app.api.get(f"/calls/1/recordings/files/{file['id']}")).content)
+    assert tone_level(pcm, rate, 600) > -25 and tone_level(pcm, rate, 440) > -25
+    assert "CALL_RECORDING_FAILED" not in app.recorder.types(call_id)
 
 
 async def test_offset_and_timeout_cut_the_first_pass_only(app: ActionApp):

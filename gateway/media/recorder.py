@@ -165,11 +165,13 @@ class Recorder:
             for track, writer in list(self._live.values()):
                 writer.write(_pcm(track, leg_ids, frames))
             self._frames += 1
+            if self._watch is not None:  # talk is the legs' rows, not the prompts after them
+                self._watch(leg_ids, frames[: len(leg_ids)])
         except OSError as error:
             self._fail(error)
-            return
-        if self._watch is not None:
-            self._watch(leg_ids, frames)
+        except Exception as error:  # a bug: the recording fails loudly, not silently
+            log.exception("recording to %s failed", [p.name for p in self._live])
+            self._fail(OSError(f"the recorder failed: {error!r}"))
 
     def stop(self) -> None:
         """No more frames: pad to now. The files are closed by :meth:`close` (off the loop)."""
