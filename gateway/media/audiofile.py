@@ -26,6 +26,10 @@ import numpy as np
 from gateway.media.codecs import decode_alaw, decode_ulaw
 
 SAMPLE_RATE = 8000
+# What a file may claim and hold: a header saying 1 Hz would make a small upload decode to
+# gigabytes at 8 kHz, and a low-bitrate MP3 hours of audio. An hour is about 57 MB decoded.
+MIN_RATE, MAX_RATE = 4000, 384_000
+MAX_SECONDS = 3600
 
 _PCM, _FLOAT, _ALAW, _ULAW, _EXTENSIBLE = 0x0001, 0x0003, 0x0006, 0x0007, 0xFFFE
 _TAG_NAMES = {
@@ -108,6 +112,7 @@ def _wav(data: bytes) -> tuple[np.ndarray, int]:
                     f"The WAV file is truncated: its data chunk declares {size} bytes, "
                     f"{len(data) - body} are there."
                 )
+            _check_length(size // fmt.block_align, fmt.rate, "WAV")
             return _wav_samples(fmt, data[body : body + size]), fmt.rate
         position = body + size + (size & 1)  # chunks are padded to even sizes
     missing = "data" if fmt is not None else "fmt"
@@ -129,7 +134,11 @@ def _wav_format(chunk: bytes) -> _WavFormat:
             f"The WAV file is encoded as {name}: only PCM, IEEE float, µ-law and A-law WAV "
             "files can be played."
         )
-    if channels == 0 or rate == 0 or block_align == 0 or block_align % channels:
+    if not MIN_RATE <= rate <= MAX_RATE:
+        raise UnsupportedAudio(
+            f"The WAV file's sample rate is {rate} Hz: only {MIN_RATE}-{MAX_RATE} Hz can be played."
+        )
+    if channels == 0 or block_align == 0 or block_align % channels:
         raise UnsupportedAudio(
             f"The WAV file's fmt chunk is invalid: {channels} channels, {rate} Hz, "
             f"{block_align}-byte blocks."
@@ -166,6 +175,14 @@ def _wav_samples(fmt: _WavFormat, body: bytes) -> np.ndarray:
     return np.clip(values.astype(np.float32), -1.0, 1.0).reshape(-1, fmt.channels).T
 
 
+def _check_length(frames: int, rate: int, file_format: str) -> None:
+    if frames > MAX_SECONDS * rate:
+        raise UnsupportedAudio(
+            f"The {file_format} file lasts more than {MAX_SECONDS // 60} minutes: it is too long "
+            "to play."
+        )
+
+
 # -- MP3 ------------------------------------------------------------------------------------
 
 
@@ -190,8 +207,11 @@ def _mp3(data: bytes) -> tuple[np.ndarray, int]:
         with av.open(io.BytesIO(data), format="mp3") as container:
             if not container.streams.audio:
                 raise UnsupportedAudio("The MP3 file has no audio stream.")
+            decoded = 0
             for frame in container.decode(audio=0):
                 rate = frame.sample_rate
+                decoded += frame.samples
+                _check_length(decoded, rate, "MP3")  # while decoding: stop at the limit
                 parts.append(_planar_float(frame))
     except av.FFmpegError as error:
         raise UnsupportedAudio(f"The MP3 file cannot be decoded: {error}.") from None

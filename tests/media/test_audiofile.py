@@ -16,6 +16,7 @@ import av
 import numpy as np
 import pytest
 
+from gateway.media import audiofile
 from gateway.media.audiofile import SAMPLE_RATE, UnsupportedAudio, decode_audio
 from gateway.testing.audio import dominant_frequency, tone, tone_level
 
@@ -236,3 +237,20 @@ def test_truncated_mp3_keeps_what_is_there() -> None:
     decoded = decode_audio(data[: len(data) // 2])
     assert 0.8 < len(decoded.samples) / SAMPLE_RATE < 1.2
     assert dominant_frequency(middle(decoded.samples), SAMPLE_RATE) == pytest.approx(440, abs=2)
+
+
+def test_a_header_claiming_an_absurd_rate_is_refused_before_decoding() -> None:
+    tiny = wav_bytes(np.zeros(10_000, np.int16), 8000)
+    for rate in (1, 3999, 400_000):
+        forged = tiny[:24] + struct.pack("<I", rate) + tiny[28:]
+        with pytest.raises(UnsupportedAudio, match=f"{rate} Hz"):
+            decode_audio(forged)
+
+
+def test_more_than_an_hour_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(audiofile, "MAX_SECONDS", 1)
+    with pytest.raises(UnsupportedAudio, match="too long"):
+        decode_audio(wav_bytes(np.zeros(8000 * 2, np.int16), 8000))
+    with pytest.raises(UnsupportedAudio, match="too long"):
+        decode_audio(mp3_bytes(np.zeros(8000 * 3, np.int16), 8000))
+    assert len(decode_audio(wav_bytes(np.zeros(4000, np.int16), 8000)).samples) == 4000
