@@ -382,3 +382,26 @@ async def test_cache_shares_one_load_and_keeps_no_failure() -> None:
         with pytest.raises(ContentUnavailable):
             await cache.get("bad", failing)
     assert loads == 3 and "bad" not in cache
+
+
+async def test_a_body_past_the_limit_is_refused_as_it_arrives(
+    api: httpx.AsyncClient, gateway: Gateway
+) -> None:
+    """Not spooled whole first: reading stops soon after the limit, with or without a
+    Content-Length."""
+    chunk, sent = b"\0" * 65536, []
+
+    async def endless() -> AsyncIterator[bytes]:
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.wav"\r\n\r\n'
+        for _ in range(10 * MAX_BYTES // len(chunk) + 10):
+            sent.append(len(chunk))
+            yield chunk
+
+    headers = {"Content-Type": "multipart/form-data; boundary=b"}
+    response = await api.post(FILES, content=endless(), headers=headers)
+    assert response.status_code == 400, response.text
+    assert "larger than" in response.text
+    assert sum(sent) < MAX_BYTES + 2 * 65536 + 65536  # stopped near the limit, not at 10x
+    declared = {**headers, "Content-Length": str(10 * MAX_BYTES)}
+    refused = await api.post(FILES, content=b"x", headers=declared)
+    assert refused.status_code == 400 and "larger than" in refused.text
