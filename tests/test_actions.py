@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
 import wave
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -32,6 +33,19 @@ RECORDING_EVENTS = [f"CALL_RECORDING_{what}" for what in ("STARTED", "STOPPED", 
 EVENT_WEBHOOK = "calls-event-webhook"
 RATE = 8000
 HELLO = {"text": "Hello.", "language": "en"}
+
+
+def child_commands() -> list[str]:
+    """The commands of this process's children (from /proc: no psutil here)."""
+    found = []
+    for status in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = status.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == os.getpid():
+                found.append(status.parent.joinpath("comm").read_text().strip())
+        except (OSError, ValueError, IndexError):
+            continue  # gone meanwhile
+    return found
 
 
 def wav_bytes(samples: np.ndarray, rate: int = RATE) -> bytes:
@@ -114,6 +128,12 @@ class ActionApp(App):
         assert not actions._tasks and not actions._prompts and not actions._captures
         assert not actions._listeners and not actions._senders
         assert not self.gateway.bridges._taps and not self.gateway.bridges._sources
+        rooms = self.gateway.conferences._rooms.values()
+        assert not any(room.overlays or room.taps for room in rooms)
+        async with asyncio.timeout(5):  # a synthesis nobody waits for is killed, not kept
+            while self.gateway.tts._jobs:
+                await asyncio.sleep(0.02)
+        assert "espeak-ng" not in child_commands()
 
 
 @pytest.fixture
@@ -434,6 +454,16 @@ async def test_in_band_keys_of_several_callers_are_told_apart(app: ActionApp):
         event = await app.finished(call_id, "DTMF_CAPTURED")
         assert event["properties"] == {"dtmf": keys, "timeout": False}
     await app.quiet()
+
+
+async def test_a_key_heard_both_in_band_and_by_rfc4733_counts_once(app: ActionApp):
+    call_id = await app.answered()
+    await app.post(f"{CALLS}/{call_id}/capture/dtmf", {"maxLength": 2, "timeout": 1500})
+    typed = await app.api.post(f"/pstn/1/calls/{call_id}/dtmf", json={"digits": "5"})
+    assert typed.status_code == 202
+    app.gateway.calls.on_dtmf(call_id, "5")  # the same press, out of band as well
+    event = await app.finished(call_id, "DTMF_CAPTURED")
+    assert event["properties"] == {"dtmf": "5", "timeout": True}
 
 
 async def test_digits_nobody_asked_for_are_reported_one_by_one(app: ActionApp):

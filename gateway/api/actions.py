@@ -37,6 +37,7 @@ router = APIRouter(prefix="/calls/1", tags=["actions"])
 MAX_LOOPS = 1000
 MAX_TEXT = 10_000  # characters: a say this long already lasts about ten minutes
 MAX_WAIT_MS = 3_600_000  # an hour: the longest capture timeout or play cut
+MAX_DTMF = 256  # characters of one send-dtmf: with W pauses, a few minutes at most
 
 
 def _control(request: Request) -> ActionControl:
@@ -205,7 +206,7 @@ class StopPlayBody(_Body):
 
 
 class SendDtmfBody(_Body):
-    dtmf: str
+    dtmf: Annotated[str, Field(max_length=MAX_DTMF)]
     customData: CustomData = None
 
 

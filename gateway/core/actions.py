@@ -17,7 +17,9 @@ other way within ``DUPLICATE_WINDOW`` is dropped.
 
 Everything an action holds ends before its call's final event (``observe_before``): a hangup
 in the middle of a prompt publishes its FINISHED with ``playedCompletely`` false first, and
-leaves no task, timer, tap or overlay behind. Joining a conference ends a call's actions too.
+leaves no task, timer, tap or overlay of the action behind (a URL download it started is
+shared through the audio cache and may still finish into it). Joining a conference ends a
+call's actions too.
 """
 
 from __future__ import annotations

@@ -121,8 +121,8 @@ class MediaBridges:
     def play(self, leg_id: str, source: FrameSource) -> bool:
         """Mix what ``source`` gives over what the leg hears, each tick, until
         :meth:`unplay` (after a re-anchoring, when the leg was bypassed: the source is not
-        called meanwhile). One source may be played to several legs: it is called once per
-        tick and heard by all. False when the leg has no media."""
+        called meanwhile). One source may be played to both legs of a pair: their bridge
+        calls it once per tick and both hear it. False when the leg has no media."""
         return self._use(leg_id, self._sources, source)
 
     def unplay(self, leg_id: str, source: FrameSource) -> None:

@@ -8,12 +8,15 @@ events. ``w`` pauses half a second and ``W`` a second, as the Calls API's send-d
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import numpy as np
 
 from gateway.media.dtmf_tone import dtmf_samples
 from gateway.media.frame import FRAME_MS, NARROWBAND, samples_per_frame
+
+log = logging.getLogger(__name__)
 
 DIGITS = "0123456789*#ABCD"
 PAUSES_MS = {"w": 500, "W": 1000}
@@ -69,7 +72,7 @@ class DtmfSender:
         if digit is not None:
             if self._frame == 0:
                 if self.rfc4733 is None or self.rfc4733:
-                    self.rfc4733 = self._out_of_band(digit)
+                    self.rfc4733 = self._send_out_of_band(digit)
                 if not self.rfc4733:
                     self._tone = dtmf_samples(digit, DIGIT_MS)
             if not self.rfc4733 and self._tone is not None:
@@ -82,6 +85,15 @@ class DtmfSender:
             if self._step >= len(self._schedule):
                 self._finish()
         return samples
+
+    def _send_out_of_band(self, digit: str) -> bool:
+        """The leg's RFC 4733, else tones: a failing port must not stall the string (this
+        runs in the media tick, where an exception would drop the sender unannounced)."""
+        try:
+            return self._out_of_band(digit)
+        except Exception:
+            log.exception("sending DTMF %r out of band failed; sending tones", digit)
+            return False
 
     def _finish(self) -> None:
         if not self.finished:
