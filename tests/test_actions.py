@@ -532,6 +532,30 @@ async def test_a_dialog_say_is_heard_by_both_calls(app: ActionApp):
     app.assert_events_conform()
 
 
+async def test_rfc4733_keys_reach_the_other_side_of_a_mixed_dialog(app: ActionApp):
+    """Two simulated phones are always mixed: the gateway sends the caller's out-of-band keys
+    on to the callee, by RFC 4733 to one that takes it, as tones to one that does not."""
+    takes = {"number": "15550108888", "behaviour": "answer",
+             "options": {"answerAfterMs": 20, "dtmf": "rfc4733"}}  # fmt: skip
+    assert (await app.api.post("/pstn/1/numbers", json=takes)).status_code == 201
+    for number, check in (("15550108888", "rfc4733"), (ANSWERS, "tones")):
+        parent = await app.inbound()
+        dialog = await app.dialog(parent, number)
+        await app.wait(dialog["id"], "DIALOG_ESTABLISHED")
+        child = dialog["childCall"]["id"]
+        keyed = {"digits": "3#", "mode": "rfc4733"}
+        assert (await app.api.post(f"/pstn/1/calls/{parent}/dtmf", json=keyed)).status_code == 202
+        await app.recorder.wait_for(2, types=["DTMF_CAPTURED"], call_id=parent)  # unsolicited
+        if check == "rfc4733":
+            received = await app.api.get(f"/pstn/1/calls/{child}/dtmf")
+            assert received.json() == {"received": "3#"}
+        else:
+            await until(lambda: not app.gateway.bridges._sources, 5)
+            assert digits_in((await app.heard(child)).astype(np.int16)) == "3#"
+        await app.post(f"{CALLS}/{parent}/hangup", {})
+        await app.finished(child, "CALL_FINISHED")
+
+
 async def test_a_conference_play_is_heard_by_every_participant(app: ActionApp):
     first, second = await app.answered(), await app.answered()
     room = {"name": "room", "callsConfigurationId": CONFIG}

@@ -74,6 +74,9 @@ class FakeCalls:
     def observe_before(self, observer: Callable) -> None:
         self._before.append(observer)
 
+    def observe_dtmf(self, observer: Callable) -> None:
+        pass  # no keys in these tests
+
     def emit(self, leg_id: str, event: str) -> None:
         for observer in self._observers:
             observer(self.legs[leg_id], event)

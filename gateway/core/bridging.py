@@ -28,6 +28,7 @@ import numpy as np
 from gateway.core.calls import JOINING_CONFERENCE, MEDIA_CHANGED, CallControl
 from gateway.core.leg import Leg, LegState
 from gateway.core.ports import MediaRedirectFailed
+from gateway.media.dtmf_sender import DIGIT_MS, DtmfSender
 from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
 from gateway.media.port import MediaPort, NativeMedia, RelayablePort
 
@@ -73,6 +74,7 @@ class MediaBridges:
         self._tasks: set[asyncio.Task[None]] = set()
         calls.observe(self._on_event)
         calls.observe_before(self._before_change)
+        calls.observe_dtmf(self._on_digit)
 
     # -- what the core asks -----------------------------------------------------------------
 
@@ -182,6 +184,24 @@ class MediaBridges:
             group = self._group_of(leg.id)
             if group is not None and len(group.legs) == 2:
                 self._repick(group)
+
+    def _on_digit(self, leg: Leg, digit: str) -> None:
+        """An endpoint's out-of-band key. Relayed and bypassed pairs carry telephone-events to
+        the other endpoint themselves; a mixed pair carries audio only, so the key is sent on:
+        out of band where the other endpoint takes it, else as tones."""
+        group = self._group_of(leg.id)
+        if group is None or len(group.legs) != 2 or group.path is not MediaPath.MIX:
+            return
+        partner = next(leg_id for leg_id in group.legs if leg_id != leg.id)
+        if self._calls.send_dtmf(partner, digit, DIGIT_MS):
+            return
+        loop = asyncio.get_running_loop()
+
+        def done() -> None:
+            loop.call_soon(self.unplay, partner, tones)
+
+        tones = DtmfSender(digit, lambda _: False, done)
+        self.play(partner, tones)
 
     # -- choosing and building the path -----------------------------------------------------
 
