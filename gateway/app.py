@@ -43,6 +43,12 @@ from trunks.pstn.api import router as pstn_router
 from trunks.sip.service import SipService
 from trunks.sip.trunk_api import router as sip_trunks_router
 from trunks.sip.trunk_store import TrunkStore
+from trunks.webrtc.adapter import WebRtcAdapter
+from trunks.webrtc.peer import IceSettings, use_host_addresses
+from trunks.webrtc.signalling import Signalling
+from trunks.webrtc.signalling import router as webrtc_socket_router
+from trunks.webrtc.tokens import TokenIssuer
+from trunks.webrtc.tokens import router as webrtc_token_router
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +94,9 @@ class Gateway:
     audio_cache: AudioCache
     tts: SpeechSynthesizer
     actions: ActionControl
+    webrtc_tokens: TokenIssuer
+    webrtc_signalling: Signalling
+    webrtc: WebRtcAdapter
     api: FastAPI | None = None
 
     @classmethod
@@ -149,6 +158,21 @@ class Gateway:
                 configurations.create(CallsConfiguration(config_id, config_id))
             dids.link(Did(str(entry["number"]).lstrip("+"), config_id))
         api_key, development = load_or_create_api_key(settings)
+        webrtc_tokens = TokenIssuer(
+            api_key, settings.webrtc_token_ttl, settings.webrtc_token_max_ttl
+        )
+        webrtc_signalling = Signalling(webrtc_tokens)
+        use_host_addresses(
+            [a.strip() for a in settings.webrtc_host_addresses.split(",") if a.strip()]
+        )
+        ice = IceSettings.parse(
+            settings.webrtc_ice_servers,
+            settings.webrtc_turn_username,
+            settings.webrtc_turn_password,
+        )
+        webrtc = WebRtcAdapter(
+            calls, webrtc_signalling, ice, settings.webrtc_calls_configuration_id
+        )
         gateway = cls(
             settings,
             db,
@@ -172,9 +196,14 @@ class Gateway:
             audio_cache,
             tts,
             actions,
+            webrtc_tokens,
+            webrtc_signalling,
+            webrtc,
         )
-        routers = [pstn_router, sip_trunks_router]
+        routers = [pstn_router, sip_trunks_router, webrtc_token_router]
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
+        # The signalling socket authenticates with its own token, not the API key.
+        gateway.api.include_router(webrtc_socket_router)
         return gateway
 
     async def start(self) -> None:
@@ -200,6 +229,7 @@ class Gateway:
         await self.conferences.close()  # likewise: the calls' ends finish the conferences
         await self.bridges.settled()  # no endpoint left half-way to or from bypass
         await self.calls.close()  # hangs up live calls while the SIP side can still say BYE
+        await self.webrtc.close()  # peer connections left half-made, and the sockets
         await self.recordings.close()  # the calls' ends stopped them: finish the files
         await self.actions.close()  # likewise: only loads in flight are left to cancel
         self.files.close()

@@ -46,6 +46,19 @@ class Settings:
     rtp_port_max: int = 30000
     # Two SIP legs of a dialog with the same codec send RTP to each other, not through us.
     media_bypass: bool = True
+    # WebRTC legs: STUN/TURN URLs, comma-separated (none by default: aiortc would otherwise
+    # use a public STUN server), with the TURN credentials; the host addresses offered as ICE
+    # candidates (empty: every interface but loopback; "127.0.0.1" for a single-host setup).
+    webrtc_ice_servers: str = ""
+    webrtc_turn_username: str = ""
+    webrtc_turn_password: str = ""
+    webrtc_host_addresses: str = ""
+    # WebRTC tokens (POST /webrtc/1/token): lifetime when the request names none, and the most
+    # a request may ask for (seconds); the calls configuration a token's calls reach when the
+    # token names no applicationId.
+    webrtc_token_ttl: int = 3600
+    webrtc_token_max_ttl: int = 86400
+    webrtc_calls_configuration_id: str = ""
     data_dir: Path = Path("data")
     api_key: str = ""
     # Where the webhook retries of one event stop: at least ten minutes, by default an hour.

@@ -99,8 +99,12 @@ async def test_configurations_crud_and_paging(api: httpx.AsyncClient):
             "endpoint.sipTrunkId",
         ),
         (
-            {"endpoint": {"type": "WEBRTC", "identity": "bob"}, "callsConfigurationId": "cfg-1"},
+            {"endpoint": {"type": "WEBSOCKET"}, "callsConfigurationId": "cfg-1"},
             "endpoint.type",
+        ),
+        (
+            {"endpoint": {"type": "WEBRTC", "identity": "b"}, "callsConfigurationId": "cfg-1"},
+            "endpoint.identity",
         ),
         (
             {

@@ -305,9 +305,12 @@ class CallControl:
         from_: str | None,
         to: str,
         custom_data: dict[str, str] | None = None,
+        calls_configuration_id: str | None = None,
     ) -> Leg:
-        """A call arrives at a number: a new inbound leg and CALL_RECEIVED on its configuration."""
-        config_id = self._numbers.configuration_for(to)
+        """A call arrives at a number: a new inbound leg and CALL_RECEIVED on its configuration.
+        ``calls_configuration_id`` names it when the caller, not the number, decides (a WebRTC
+        identity's application)."""
+        config_id = calls_configuration_id or self._numbers.configuration_for(to)
         if config_id is None or not self._configurations.exists(config_id):
             raise NotRouted(f"{to} is not linked to a calls configuration")
         leg = Leg(

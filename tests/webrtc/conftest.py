@@ -1,0 +1,70 @@
+"""A gateway served on a loopback port (WebSockets need a real server), an app with a
+webhook, and tokens for the test peer."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from gateway.app import Gateway
+from gateway.testing.app import prepare_app
+from gateway.testing.webhook_recorder import WebhookRecorder
+from tests.conftest import API_KEY, fast_settings
+
+CONFIG = "webrtc-app"
+DID = "441134960200"
+CALLER = "15557654321"
+PHONE = "15550200001"  # answers at once
+
+
+@dataclass
+class WebRtcWorld:
+    gateway: Gateway
+    api: httpx.AsyncClient
+    recorder: WebhookRecorder
+    ws_url: str
+
+    async def token(self, identity: str, **extra: object) -> str:
+        body = {"identity": identity, "applicationId": CONFIG, **extra}
+        issued = await self.api.post("/webrtc/1/token", json=body)
+        assert issued.status_code == 200, issued.text
+        return issued.json()["token"]
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
+    settings = fast_settings(tmp_path / "data", webrtc_host_addresses="127.0.0.1")
+    gateway = Gateway.build(settings)
+    await gateway.start()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            gateway.api,
+            host="127.0.0.1",
+            port=settings.http_port,
+            lifespan="off",
+            log_level="warning",
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    async with asyncio.timeout(5):
+        while not server.started:
+            await asyncio.sleep(0.01)
+    base = f"127.0.0.1:{settings.http_port}"
+    async with (
+        httpx.AsyncClient(
+            base_url=f"http://{base}", headers={"Authorization": f"App {API_KEY}"}
+        ) as api,
+        WebhookRecorder() as recorder,
+    ):
+        simulated = {PHONE: ("answer", {"ringAfterMs": 0, "answerAfterMs": 20})}
+        await prepare_app(api, recorder.url, CONFIG, numbers=[DID], simulated=simulated)
+        yield WebRtcWorld(gateway, api, recorder, f"ws://{base}/webrtc/1/signalling")
+        await gateway.stop()
+    server.should_exit = True
+    await serving

@@ -1,0 +1,1 @@
+"""WebRTC legs: browsers (and the aiortc test peer) as endpoints of type WEBRTC."""

@@ -1,0 +1,127 @@
+"""The media port of a WebRTC leg: aiortc's tracks on one side, the media plane's 20 ms
+8 kHz int16 frames on the other.
+
+Two clocks meet here, the plane's tick and aiortc's (its receiver delivers decoded frames as
+they arrive; its sender pulls ``recv`` on the track's own pace). Each direction has a small
+queue between them: the plane plays from a short prebuffer and drops the oldest frames when
+arrivals pile up; the outgoing track paces itself on an absolute timeline and sends silence
+when the plane wrote nothing (so RTP keeps flowing while the leg is in no bridge).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import logging
+from collections import deque
+
+import numpy as np
+from aiortc import MediaStreamTrack
+from aiortc.mediastreams import MediaStreamError
+from av import AudioFrame, AudioResampler
+
+from gateway.media.frame import NARROWBAND
+
+log = logging.getLogger(__name__)
+
+SAMPLES = NARROWBAND // 50  # 20 ms at 8 kHz
+PREBUFFER = 2  # frames buffered before the first is played: covers the two clocks' phase
+MAX_QUEUED = 6  # past this, the oldest frames go: latency stays bounded (120 ms at worst)
+TIME_BASE = fractions.Fraction(1, NARROWBAND)
+
+
+class OutboundTrack(MediaStreamTrack):
+    """What the endpoint hears: the frames the plane wrote, at 20 ms pace, else silence."""
+
+    kind = "audio"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: deque[np.ndarray] = deque(maxlen=MAX_QUEUED)
+        self._start: float | None = None
+        self._sent = 0
+        self._silence = np.zeros(SAMPLES, dtype=np.int16)
+
+    def put(self, samples: np.ndarray) -> None:
+        self._frames.append(samples)
+
+    async def recv(self) -> AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        loop = asyncio.get_running_loop()
+        if self._start is None:
+            self._start = loop.time()
+        else:
+            due = self._start + self._sent * SAMPLES / NARROWBAND
+            await asyncio.sleep(max(0.0, due - loop.time()))
+        while len(self._frames) > PREBUFFER + 1:  # the plane ran ahead: catch up
+            self._frames.popleft()
+        samples = self._frames.popleft() if self._frames else self._silence
+        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = NARROWBAND
+        frame.pts = self._sent * SAMPLES
+        frame.time_base = TIME_BASE
+        self._sent += 1
+        return frame
+
+
+class WebRtcMediaPort:
+    """The :class:`~gateway.media.port.MediaPort` of one WebRTC leg."""
+
+    sample_rate = NARROWBAND
+
+    def __init__(self) -> None:
+        self.outbound = OutboundTrack()
+        self.muted = False  # the endpoint said it muted itself: it is heard as silence
+        self.frames_received = 0
+        self._heard: deque[np.ndarray] = deque(maxlen=MAX_QUEUED)
+        self._playing = False
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._resampler = AudioResampler(format="s16", layout="mono", rate=NARROWBAND)
+        self._reader: asyncio.Task[None] | None = None
+
+    def attach(self, track: MediaStreamTrack) -> None:
+        """Start taking what the remote audio track delivers (aiortc's ``track`` event)."""
+        if self._reader is None and track.kind == "audio":
+            self._reader = asyncio.get_running_loop().create_task(self._read(track))
+
+    async def _read(self, track: MediaStreamTrack) -> None:
+        try:
+            while True:
+                frame = await track.recv()
+                self._take(frame)
+        except MediaStreamError:
+            return  # the track ended (the peer connection closed)
+
+    def _take(self, frame: AudioFrame) -> None:
+        """Resample to 8 kHz mono, cut into 20 ms frames, queue them for the plane."""
+        for out in self._resampler.resample(frame):
+            samples = out.to_ndarray().reshape(-1).astype(np.int16, copy=False)
+            self._pending = np.concatenate((self._pending, samples))
+        while len(self._pending) >= SAMPLES:
+            self._heard.append(self._pending[:SAMPLES].copy())
+            self._pending = self._pending[SAMPLES:]
+            self.frames_received += 1
+
+    def read(self) -> np.ndarray | None:
+        if not self._playing:
+            if len(self._heard) < PREBUFFER:
+                return None
+            self._playing = True
+        if not self._heard:
+            self._playing = False  # an underrun: buffer up again before playing on
+            return None
+        samples = self._heard.popleft()
+        return None if self.muted else samples
+
+    def write(self, samples: np.ndarray) -> None:
+        self.outbound.put(samples)
+
+    async def close(self) -> None:
+        self.outbound.stop()
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+            self._reader = None
