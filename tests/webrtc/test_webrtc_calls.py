@@ -3,11 +3,12 @@ identity, calls from it, audio both ways with a simulated phone, the signalling'
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 from gateway.testing.audio import dominant_frequency, read_wav
 from gateway.testing.webrtc_peer import WebRtcTestPeer
-from tests.webrtc.conftest import CALLER, DID, WebRtcWorld
+from tests.webrtc.conftest import CALLER, CONFIG, DID, PHONE, WebRtcWorld
 
 
 async def phone_heard(world: WebRtcWorld, call_id: str, seconds: float):
@@ -55,3 +56,151 @@ async def test_a_phone_and_a_webrtc_peer_in_a_dialog_hear_each_other(world: WebR
         await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=child)
         await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=parent)
     assert world.gateway.webrtc.peer_count == 0
+
+
+def props(event: dict) -> dict:
+    return event["properties"]
+
+
+async def test_a_peer_calls_in_and_talks_to_a_phone(world: WebRtcWorld):
+    async with WebRtcTestPeer(
+        world.ws_url, await world.token("bob", displayName="Bob B"), tone_hz=600
+    ) as peer:
+        await peer.expect("registered")
+        call_id = await peer.call("support")
+        received = (await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=call_id))[-1]
+        call = props(received)["call"]
+        assert call["endpoint"] == {"type": "WEBRTC", "identity": "bob", "displayName": "Bob B"}
+        assert call["from"] == "bob" and call["to"] == "support"
+        assert call["callsConfigurationId"] == CONFIG and call["direction"] == "INBOUND"
+        answered = await world.api.post(f"/calls/1/calls/{call_id}/answer", json={})
+        assert answered.status_code == 200, answered.text
+        await peer.expect("answered")
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+        created = await world.api.post(
+            "/calls/1/dialogs",
+            json={
+                "parentCallId": call_id,
+                "childCallRequest": {"endpoint": {"type": "PHONE", "phoneNumber": PHONE}},
+            },
+        )
+        assert created.status_code == 201, created.text
+        child = created.json()["childCall"]["id"]
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=child)
+        await world.api.put(
+            f"/pstn/1/calls/{child}/source", json={"type": "tone", "frequency": 900}
+        )
+        await peer.wait_heard(0.6)
+        assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 900) < 10
+        assert abs(dominant_frequency(await phone_heard(world, child, 0.5), 8000) - 600) < 10
+        await peer.hangup()
+        finished = await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+        assert props(finished[-1])["callLog"]["errorCode"]["name"] == "NORMAL_HANGUP"
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=child)
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_an_inbound_call_hung_up_before_the_answer_is_cancelled(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("carol")) as peer:
+        call_id = await peer.call("sales")
+        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=call_id)
+        await peer.hangup()
+        failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=call_id)
+        assert props(failed[-1])["callLog"]["errorCode"]["name"] == "CANCELLED"
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_a_ringing_peer_rejects(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("dave")) as peer:
+        await peer.expect("registered")
+        created = await world.api.post(
+            "/calls/1/calls",
+            json={
+                "endpoint": {"type": "WEBRTC", "identity": "dave"},
+                "callsConfigurationId": CONFIG,
+            },
+        )
+        call_id = created.json()["id"]
+        await peer.expect("incoming")
+        await world.recorder.wait_for(types=["CALL_RINGING"], call_id=call_id)
+        await peer.reject(call_id, "BUSY")
+        failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=call_id)
+        assert props(failed[-1])["callLog"]["errorCode"]["name"] == "BUSY"
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_a_call_to_an_identity_nobody_signed_in_as_fails(world: WebRtcWorld):
+    created = await world.api.post(
+        "/calls/1/calls",
+        json={"endpoint": {"type": "WEBRTC", "identity": "nobody"}, "callsConfigurationId": CONFIG},
+    )
+    assert created.status_code == 201, created.text
+    failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=created.json()["id"])
+    assert props(failed[-1])["callLog"]["errorCode"]["name"] == "DESTINATION_UNAVAILABLE"
+
+
+async def answered_call(world: WebRtcWorld, peer: WebRtcTestPeer, identity: str) -> str:
+    await peer.expect("registered")
+    created = await world.api.post(
+        "/calls/1/calls",
+        json={"endpoint": {"type": "WEBRTC", "identity": identity}, "callsConfigurationId": CONFIG},
+    )
+    call_id = created.json()["id"]
+    await peer.answer(await peer.expect("incoming"))
+    await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+    return call_id
+
+
+async def test_the_socket_closing_mid_call_ends_the_leg(world: WebRtcWorld):
+    peer = WebRtcTestPeer(world.ws_url, await world.token("erin"))
+    await peer.connect()
+    try:
+        call_id = await answered_call(world, peer, "erin")
+        await peer._ws.close()  # the tab goes; its peer connection is left to time out
+        started = time.monotonic()
+        finished = await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+        assert time.monotonic() - started < 3
+        assert props(finished[-1])["callLog"]["errorCode"]["name"] == "NORMAL_HANGUP"
+    finally:
+        await peer.close()
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_the_peer_connection_closing_mid_call_ends_the_leg(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("frank")) as peer:
+        call_id = await answered_call(world, peer, "frank")
+        await peer.wait_heard(0.1, level=-1)  # media flows
+        await peer.drop_media()  # DTLS close_notify; the socket stays open
+        finished = await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+        assert props(finished[-1])["callLog"]["errorCode"]["name"] == "NORMAL_HANGUP"
+    assert world.gateway.webrtc.peer_count == 0
+
+
+def webrtc_task(task: asyncio.Task) -> bool:
+    """A task of aiortc, aioice or our WebRTC code (not the webhook recorder's, say)."""
+    code = getattr(task.get_coro(), "cr_code", None)
+    filename = code.co_filename if code is not None else ""
+    return any(part in filename for part in ("aiortc", "aioice", "trunks/webrtc", "webrtc_peer"))
+
+
+async def test_nothing_is_left_running_after_calls(world: WebRtcWorld):
+    before = {t for t in asyncio.all_tasks()}
+    async with WebRtcTestPeer(world.ws_url, await world.token("gina")) as peer:
+        call_id = await answered_call(world, peer, "gina")
+        await peer.wait_heard(0.1, level=-1)
+        await world.api.post(f"/calls/1/calls/{call_id}/hangup", json={})
+        await peer.expect("hangup")
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+        # The gateway closed its side: DTLS close_notify reaches the peer, which closes too.
+        assert peer.pc is not None
+        async with asyncio.timeout(3):
+            while peer.pc.connectionState != "closed":
+                await asyncio.sleep(0.02)
+    assert world.gateway.webrtc.peer_count == 0
+    deadline = time.monotonic() + 3
+    while True:
+        left = {t for t in asyncio.all_tasks() - before if not t.done() and webrtc_task(t)}
+        if not left or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert not left, [t.get_coro() for t in left]

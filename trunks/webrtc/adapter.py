@@ -210,6 +210,8 @@ class WebRtcAdapter:
         call = self._new_call(None, outbound=False)
         try:
             await call.pc.setRemoteDescription(RTCSessionDescription(sdp, "offer"))
+            if not any(t.kind == "audio" for t in call.pc.getTransceivers()):
+                raise ValueError("no audio in the offer")  # aiortc takes an SDP without media
             call.pc.addTrack(call.port.outbound)
         except Exception as error:  # aiortc raises ValueError and others for bad SDP
             await self._discard(call)
@@ -321,8 +323,10 @@ class WebRtcAdapter:
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
-            if pc.connectionState == "failed" and self._calls.get(call.leg_id) is call:
-                log.info("call %s: ICE/DTLS failed, ending it", call.leg_id)
+            """ICE or DTLS failed, or the far end closed DTLS (a page that closed its peer
+            connection): the leg ends. A connection we close ourselves is no longer listed."""
+            if pc.connectionState in ("failed", "closed") and self._calls.get(call.leg_id) is call:
+                log.info("call %s: peer connection %s, ending it", call.leg_id, pc.connectionState)
                 self._spawn(self._end(call, self._cause_of_leaving(call), HangupSource.ENDPOINT))
 
         return call
