@@ -73,6 +73,7 @@ class WebRtcTestPeer:
         self.tone = ToneTrack(tone_hz)
         self.messages: list[dict[str, Any]] = []
         self.heard: list[np.ndarray] = []
+        self.heard_at: list[float] = []  # the loop time each of ``heard`` arrived
         self.call_id: str | None = None
         self.pc: RTCPeerConnection | None = None
         self.close_code: int | None = None
@@ -179,6 +180,16 @@ class WebRtcTestPeer:
             while sum(len(f) for f in self.heard if np.abs(f).max() > level) < seconds * RATE:
                 await asyncio.sleep(0.02)
 
+    async def mute(self, muted: bool = True) -> None:
+        await self.send({"type": "mute", "callId": self.call_id, "muted": muted})
+
+    def first_heard_after(self, moment: float, level: int = 300) -> float | None:
+        """When the first frame louder than ``level`` arrived after ``moment`` (loop time)."""
+        for at, frame in zip(self.heard_at, self.heard, strict=True):
+            if at >= moment and np.abs(frame).max() > level:
+                return at
+        return None
+
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
@@ -219,5 +230,7 @@ class WebRtcTestPeer:
         with contextlib.suppress(MediaStreamError):
             while True:
                 frame = await track.recv()
+                now = asyncio.get_running_loop().time()
                 for out in resampler.resample(frame):
                     self.heard.append(out.to_ndarray().reshape(-1).copy())
+                    self.heard_at.append(now)

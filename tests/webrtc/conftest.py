@@ -13,7 +13,7 @@ import pytest
 import uvicorn
 
 from gateway.app import Gateway
-from gateway.testing.app import prepare_app
+from gateway.testing.app import CALL_EVENTS, prepare_app
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.conftest import API_KEY, fast_settings
 
@@ -63,7 +63,10 @@ async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
         WebhookRecorder() as recorder,
     ):
         simulated = {PHONE: ("answer", {"ringAfterMs": 0, "answerAfterMs": 20})}
-        await prepare_app(api, recorder.url, CONFIG, numbers=[DID], simulated=simulated)
+        events = [*CALL_EVENTS, "DTMF_CAPTURED"]
+        await prepare_app(
+            api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=simulated
+        )
         yield WebRtcWorld(gateway, api, recorder, f"ws://{base}/webrtc/1/signalling")
         await gateway.stop()
     server.should_exit = True

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import time
 
+import numpy as np
+
 from gateway.testing.audio import dominant_frequency, read_wav
 from gateway.testing.webrtc_peer import WebRtcTestPeer
 from tests.webrtc.conftest import CALLER, CONFIG, DID, PHONE, WebRtcWorld
@@ -42,11 +44,16 @@ async def test_a_phone_and_a_webrtc_peer_in_a_dialog_hear_each_other(world: WebR
         assert incoming["fromDisplayName"] == "Front Desk"
         await peer.answer(incoming)
         await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+        print(f"set-up (dialog request to CALL_ESTABLISHED): {time.monotonic() - started:.3f} s")
+        await peer.wait_heard(0.2, level=-1)  # media flows (silence)
+        tone_from = asyncio.get_running_loop().time()
         await world.api.put(
             f"/pstn/1/calls/{parent}/source", json={"type": "tone", "frequency": 1000}
         )
         await peer.wait_heard(1.0)
-        print(f"set-up to first audio: {time.monotonic() - started:.3f} s")
+        first = peer.first_heard_after(tone_from)
+        assert first is not None
+        print(f"phone tone to the peer's ear: {(first - tone_from) * 1000:.0f} ms")
         assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 1000) < 10
         at_phone = await phone_heard(world, parent, 0.5)
         assert abs(dominant_frequency(at_phone, 8000) - 440) < 10
@@ -204,3 +211,40 @@ async def test_nothing_is_left_running_after_calls(world: WebRtcWorld):
             break
         await asyncio.sleep(0.05)
     assert not left, [t.get_coro() for t in left]
+
+
+async def test_keys_and_mute_from_the_page(world: WebRtcWorld):
+    """``dtmf`` messages are key presses (here unsolicited DTMF_CAPTURED); while muted the
+    page is heard as silence."""
+    async with WebRtcTestPeer(world.ws_url, await world.token("hank"), tone_hz=700) as peer:
+        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
+        parent = placed.json()["callId"]
+        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=parent)
+        created = await world.api.post(
+            "/calls/1/dialogs",
+            json={
+                "parentCallId": parent,
+                "childCallRequest": {"endpoint": {"type": "WEBRTC", "identity": "hank"}},
+            },
+        )
+        child = created.json()["childCall"]["id"]
+        await peer.answer(await peer.expect("incoming"))
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+        await peer.dtmf("4#")
+        captured = await world.recorder.wait_for(
+            2, types=["DTMF_CAPTURED"], call_id=child, timeout=5
+        )
+        assert [props(e)["dtmf"] for e in captured] == ["4", "#"]
+        await peer.send({"type": "dtmf", "callId": child, "digits": "x"})
+        assert "digits" in (await peer.expect("error"))["reason"]
+        async with asyncio.timeout(5):  # the tone reaches the phone
+            while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
+                await asyncio.sleep(0.05)
+        await peer.mute()
+        async with asyncio.timeout(5):
+            while np.abs(await phone_heard(world, parent, 0.3)).max() > 0:
+                await asyncio.sleep(0.05)
+        await peer.mute(False)
+        async with asyncio.timeout(5):
+            while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
+                await asyncio.sleep(0.05)
