@@ -248,3 +248,72 @@ async def test_keys_and_mute_from_the_page(world: WebRtcWorld):
         async with asyncio.timeout(5):
             while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
                 await asyncio.sleep(0.05)
+
+
+async def test_every_tab_of_an_identity_rings_and_the_first_answer_wins(world: WebRtcWorld):
+    token = await world.token("ivan")
+    async with (
+        WebRtcTestPeer(world.ws_url, token) as first,
+        WebRtcTestPeer(world.ws_url, token) as second,
+    ):
+        for peer in (first, second):
+            await peer.expect("registered")
+        created = await world.api.post(
+            "/calls/1/calls",
+            json={
+                "endpoint": {"type": "WEBRTC", "identity": "ivan"},
+                "callsConfigurationId": CONFIG,
+            },
+        )
+        call_id = created.json()["id"]
+        await first.expect("incoming")
+        await second.answer(await second.expect("incoming"))
+        assert (await first.expect("hangup"))["cause"] == "ANSWERED_ELSEWHERE"
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+        await first.close()  # the tab that lost closes: the call goes on
+        await second.wait_heard(0.2, level=-1)
+        assert world.gateway.calls.live(call_id) is not None
+        await second.hangup()
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_the_app_hanging_up_a_ringing_call_stops_the_ringing(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("judy")) as peer:
+        await peer.expect("registered")
+        created = await world.api.post(
+            "/calls/1/calls",
+            json={
+                "endpoint": {"type": "WEBRTC", "identity": "judy"},
+                "callsConfigurationId": CONFIG,
+            },
+        )
+        call_id = created.json()["id"]
+        await peer.expect("incoming")
+        await world.api.post(f"/calls/1/calls/{call_id}/hangup", json={})
+        assert (await peer.expect("hangup"))["cause"] == "CANCELLED"
+        failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=call_id)
+        assert props(failed[-1])["callLog"]["errorCode"]["name"] == "CANCELLED"
+        await peer.send({"type": "answer", "callId": call_id, "sdp": "v=0"})
+        assert (await peer.expect("error"))["reason"] == "no such call on this socket"
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_an_unusable_answer_fails_the_call(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("kate")) as peer:
+        await peer.expect("registered")
+        created = await world.api.post(
+            "/calls/1/calls",
+            json={
+                "endpoint": {"type": "WEBRTC", "identity": "kate"},
+                "callsConfigurationId": CONFIG,
+            },
+        )
+        call_id = created.json()["id"]
+        await peer.expect("incoming")
+        await peer.send({"type": "answer", "callId": call_id, "sdp": "v=0\r\nnonsense"})
+        assert (await peer.expect("error"))["reason"].startswith("unusable answer")
+        assert (await peer.expect("hangup"))["cause"] == "NO_COMMON_CODEC"
+        failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=call_id)
+        assert props(failed[-1])["callLog"]["errorCode"]["name"] == "NO_COMMON_CODEC"
+    assert world.gateway.webrtc.peer_count == 0

@@ -108,9 +108,14 @@ class WebRtcAdapter:
             return
         call = self._new_call(leg.id, outbound=True)
         prefer_voice_codecs(call.pc.addTransceiver(call.port.outbound, direction="sendrecv"))
-        await call.pc.setLocalDescription(await call.pc.createOffer())
+        try:
+            await call.pc.setLocalDescription(await call.pc.createOffer())
+        except Exception:
+            if self._calls.get(leg.id) is not call:
+                return  # hung up while the offer was being made: its connection is closed
+            raise
         if self._calls.get(leg.id) is not call:
-            return  # hung up while the offer was being made
+            return
         incoming = {
             "type": "incoming",
             "callId": leg.id,
@@ -236,6 +241,9 @@ class WebRtcAdapter:
         leg = self._control.live(call.leg_id)
         if not call.outbound or leg is None or not leg.state.is_alerting:
             await _error(socket, message, "the call cannot be answered")
+            return
+        if not isinstance(message.get("sdp"), str):
+            await _error(socket, message, "'sdp' must be the answer's SDP")
             return
         try:
             await call.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))

@@ -9,7 +9,6 @@ business: this module authenticates, keeps the registry, parses and sends.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -72,7 +71,6 @@ class Signalling:
         self.on_message: MessageHandler | None = None
         self.on_close: CloseHandler | None = None
         self._sockets: dict[str, list[Socket]] = {}
-        self.connected = asyncio.Event()  # set at each registration (tests wait on it)
 
     def sockets(self, identity: str) -> list[Socket]:
         return list(self._sockets.get(identity, ()))
@@ -92,7 +90,6 @@ class Signalling:
             return
         socket = Socket(websocket, grant)
         self._sockets.setdefault(grant.identity, []).append(socket)
-        self.connected.set()
         try:
             expires = datetime.fromtimestamp(grant.expires, UTC)
             await socket.send(
