@@ -317,3 +317,31 @@ async def test_an_unusable_answer_fails_the_call(world: WebRtcWorld):
         failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=call_id)
         assert props(failed[-1])["callLog"]["errorCode"]["name"] == "NO_COMMON_CODEC"
     assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_a_peer_calls_in_and_meets_a_phone_in_a_conference(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("leo"), tone_hz=500) as peer:
+        webrtc = await peer.call("conference")
+        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
+        phone = placed.json()["callId"]
+        for call_id in (webrtc, phone):
+            await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=call_id)
+        connected = await world.api.post(
+            "/calls/1/connect", json={"callIds": [webrtc, phone], "conferenceRequest": {}}
+        )
+        assert connected.status_code == 200, connected.text
+        conference = connected.json()["id"]
+        await peer.expect("answered")
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=phone)
+        await world.api.put(
+            f"/pstn/1/calls/{phone}/source", json={"type": "tone", "frequency": 800}
+        )
+        await peer.wait_heard(0.6)
+        assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 800) < 10
+        async with asyncio.timeout(5):
+            while abs(dominant_frequency(await phone_heard(world, phone, 0.3), 8000) - 500) > 10:
+                await asyncio.sleep(0.05)
+        await world.api.post(f"/calls/1/conferences/{conference}/hangup")
+        assert (await peer.expect("hangup"))["cause"] == "NORMAL_HANGUP"
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=webrtc)
+    assert world.gateway.webrtc.peer_count == 0
