@@ -28,6 +28,7 @@ log = logging.getLogger(__name__)
 SAMPLES = NARROWBAND // 50  # 20 ms at 8 kHz
 PREBUFFER = 2  # frames buffered before the first is played: covers the two clocks' phase
 MAX_QUEUED = 6  # past this, the oldest frames go: latency stays bounded (120 ms at worst)
+# ...and a backlog above the target (2 frames out, 4 in) is dropped as soon as it is seen.
 TIME_BASE = fractions.Fraction(1, NARROWBAND)
 
 
@@ -55,7 +56,7 @@ class OutboundTrack(MediaStreamTrack):
         else:
             due = self._start + self._sent * SAMPLES / NARROWBAND
             await asyncio.sleep(max(0.0, due - loop.time()))
-        while len(self._frames) > PREBUFFER + 1:  # the plane ran ahead: catch up
+        while len(self._frames) > PREBUFFER:  # a backlog (the start, a stall): catch up
             self._frames.popleft()
         samples = self._frames.popleft() if self._frames else self._silence
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
@@ -112,6 +113,8 @@ class WebRtcMediaPort:
         if not self._heard:
             self._playing = False  # an underrun: buffer up again before playing on
             return None
+        while len(self._heard) > 2 * PREBUFFER:  # a burst after a stall: back to the target
+            self._heard.popleft()
         samples = self._heard.popleft()
         return None if self.muted else samples
 
