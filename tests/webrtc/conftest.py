@@ -57,8 +57,10 @@ async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
             await asyncio.sleep(0.01)
     base = f"127.0.0.1:{settings.http_port}"
     async with (
-        httpx.AsyncClient(
-            base_url=f"http://{base}", headers={"Authorization": f"App {API_KEY}"}
+        httpx.AsyncClient(  # REST in process, as elsewhere; only the socket needs the server
+            transport=httpx.ASGITransport(app=gateway.api),
+            base_url="http://gateway",
+            headers={"Authorization": f"App {API_KEY}"},
         ) as api,
         WebhookRecorder() as recorder,
     ):

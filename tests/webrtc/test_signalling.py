@@ -37,7 +37,8 @@ async def test_the_token_api_names_the_bad_field(world: WebRtcWorld, body: dict,
 
 
 async def test_the_token_api_wants_the_api_key(world: WebRtcWorld):
-    async with httpx.AsyncClient(base_url=str(world.api.base_url)) as anonymous:
+    transport = httpx.ASGITransport(app=world.gateway.api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as anonymous:
         refused = await anonymous.post("/webrtc/1/token", json={"identity": "alice"})
     assert refused.status_code == 401
 
