@@ -109,6 +109,9 @@ class InviteSession:
         self._reinvite_lock = asyncio.Lock()
         self._reoffer: _Reoffer | None = None
         self._reinvite_ack: SipRequest | None = None
+        # re-INVITEs of theirs: our 2xx, retransmitted until its ACK (§13.3.1.4)
+        self._reanswer: SipResponse | None = None
+        self._reanswer_timer: asyncio.TimerHandle | None = None
 
     @property
     def is_uas(self) -> bool:
@@ -228,6 +231,10 @@ class InviteSession:
             self._end(487, "Request Terminated", by_remote=True)
 
     def receive_ack(self, ack: SipRequest) -> None:
+        reanswer = self._reanswer
+        if reanswer is not None and ack.cseq[0] == reanswer.cseq[0]:
+            self._stop_reanswer()  # the ACK of our 2xx to their re-INVITE
+            return
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
@@ -563,6 +570,37 @@ class InviteSession:
         response.headers.add("Content-Type", SDP)
         response.body = answer
         transaction.respond(response)
+        self._stop_reanswer()
+        self._reanswer = response
+        self._schedule_reanswer(transaction.peer, T1, 0.0)
+
+    def _schedule_reanswer(self, peer: Peer, interval: float, elapsed: float) -> None:
+        """Our 2xx to their re-INVITE is the TU's to repeat until ACKed, as the first one
+        (§13.3.1.4, RFC 6026): a lost 200 would otherwise leave them retrying forever."""
+        loop = self.endpoint.loop
+        if elapsed + interval > 64 * T1:
+            self._reanswer_timer = loop.call_later(interval, self._reanswer_timeout)
+            return
+        self._reanswer_timer = loop.call_later(
+            interval, self._resend_reanswer, peer, interval, elapsed + interval
+        )
+
+    def _resend_reanswer(self, peer: Peer, interval: float, elapsed: float) -> None:
+        if self._reanswer is not None and self.phase is Phase.CONFIRMED:
+            self.endpoint.transport.send(self._reanswer, peer)
+            self._schedule_reanswer(peer, min(interval * 2, T2), elapsed)
+
+    def _reanswer_timeout(self) -> None:
+        self._reanswer_timer = None
+        self._reanswer = None
+        log.info("no ACK for our 200 OK to a re-INVITE of call %s", self.call_id)
+        self.bye()
+
+    def _stop_reanswer(self) -> None:
+        if self._reanswer_timer is not None:
+            self._reanswer_timer.cancel()
+            self._reanswer_timer = None
+        self._reanswer = None
 
     def _end(self, status: int, reason: str, by_remote: bool) -> None:
         if self.phase is Phase.TERMINATED:
@@ -574,6 +612,7 @@ class InviteSession:
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
+        self._stop_reanswer()
         pending = self._reoffer
         if pending is not None:  # its awaiting caller wakes up; reinvite() drops the timer
             if pending.retry is not None:
