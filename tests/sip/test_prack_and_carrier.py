@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from gateway.media.port import NativeMedia
 from tests.sip.sipp import CONFIG_ID, DID, SIPP, Sipp, World, outcome, run_sipp, running_world
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed (make system-deps)")
@@ -206,3 +207,35 @@ async def test_no_common_codec_is_refused_both_ways(tmp_path: Path):
         events = await world.sequence(call_id)
     assert [e["type"] for e in events] == ["CALL_STARTED", "CALL_RINGING", "CALL_FAILED"]
     assert outcome(events) == ("FAILED", "NO_COMMON_CODEC", "PLATFORM")
+
+
+async def test_a_re_invite_the_carrier_challenges_is_sent_again_with_credentials(tmp_path: Path):
+    """Carriers may challenge in-dialog requests too: the re-INVITE that moves the call's
+    media gets 401, and goes again with Authorization (the scenario verifies it). SIPp 3.6's
+    verifyauth did not accept our Proxy-Authorization for a 407, so 401 is what is tested."""
+    target = NativeMedia("127.0.0.2", 40000, "PCMU/8000", 0, telephone_event=101)
+    async with (
+        Sipp("carrier_uas_auth_reinvite", tmp_path, timeout=20) as carrier,
+        running_world(
+            tmp_path,
+            carrier_uri=f"sip:127.0.0.1:{carrier.port}",
+            carrier_username=CARRIER_USER,
+            carrier_password=CARRIER_PASSWORD,
+        ) as world,
+    ):
+        body = {
+            "endpoint": {"type": "PHONE", "phoneNumber": "15551234567"},
+            "from": "441134960999",
+            "callsConfigurationId": CONFIG_ID,
+        }
+        created = await world.api.post("/calls/1/calls", json=body)
+        assert created.status_code == 201, created.text
+        call_id = created.json()["id"]
+        await carrier.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
+        answered = await carrier.guard(world.gateway.calls.redirect_media(call_id, target))
+        assert (answered.address, answered.codec) == ("127.0.0.1", "PCMU/8000")
+        await world.hangup(call_id)
+        result = await carrier.wait()
+    result.assert_ok()
+    reinvites = result.messages.split("INVITE sip:alice@")[1:]
+    assert len(reinvites) == 2 and "\nAuthorization: Digest" in reinvites[1]
