@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -78,11 +79,15 @@ async def test_registration_with_the_carrier(carrier_world, tmp_path: Path):
     assert "Authorization: Digest" in result.messages and "Expires: 0" in result.messages
 
 
-async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
-    """A number the simulated PSTN does not have goes to the carrier, which challenges the
-    INVITE (401): the gateway answers with the carrier credentials."""
+@asynccontextmanager
+async def through_a_carrier(
+    scenario: str, tmp_path: Path
+) -> AsyncIterator[tuple[World, Sipp, str]]:
+    """A PSTN number the simulator does not have, called through a SIPp carrier playing
+    ``scenario`` (user "gw", password "carrier-secret"): the world, the carrier, the
+    established call's id."""
     async with (
-        Sipp("carrier_uas_auth", tmp_path, timeout=20) as carrier,
+        Sipp(scenario, tmp_path, timeout=20) as carrier,
         running_world(
             tmp_path,
             carrier_uri=f"sip:127.0.0.1:{carrier.port}",
@@ -100,6 +105,13 @@ async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
         assert created.status_code == 201, created.text
         call_id = created.json()["id"]
         await carrier.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
+        yield world, carrier, call_id
+
+
+async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
+    """A number the simulated PSTN does not have goes to the carrier, which challenges the
+    INVITE (401): the gateway answers with the carrier credentials."""
+    async with through_a_carrier("carrier_uas_auth", tmp_path) as (world, carrier, call_id):
         await world.hangup(call_id)
         result = await carrier.wait()
         events = await world.sequence(call_id)
@@ -214,24 +226,8 @@ async def test_a_re_invite_the_carrier_challenges_is_sent_again_with_credentials
     media gets 401, and goes again with Authorization (the scenario verifies it). SIPp 3.6's
     verifyauth did not accept our Proxy-Authorization for a 407, so 401 is what is tested."""
     target = NativeMedia("127.0.0.2", 40000, "PCMU/8000", 0, telephone_event=101)
-    async with (
-        Sipp("carrier_uas_auth_reinvite", tmp_path, timeout=20) as carrier,
-        running_world(
-            tmp_path,
-            carrier_uri=f"sip:127.0.0.1:{carrier.port}",
-            carrier_username=CARRIER_USER,
-            carrier_password=CARRIER_PASSWORD,
-        ) as world,
-    ):
-        body = {
-            "endpoint": {"type": "PHONE", "phoneNumber": "15551234567"},
-            "from": "441134960999",
-            "callsConfigurationId": CONFIG_ID,
-        }
-        created = await world.api.post("/calls/1/calls", json=body)
-        assert created.status_code == 201, created.text
-        call_id = created.json()["id"]
-        await carrier.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
+    scenario = "carrier_uas_auth_reinvite"
+    async with through_a_carrier(scenario, tmp_path) as (world, carrier, call_id):
         answered = await carrier.guard(world.gateway.calls.redirect_media(call_id, target))
         assert (answered.address, answered.codec) == ("127.0.0.1", "PCMU/8000")
         await world.hangup(call_id)
