@@ -26,6 +26,7 @@ import argparse
 import io
 import logging
 import os
+import warnings
 import wave
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,8 @@ from infobip_api_client.models.calls_recording_start_request import CallsRecordi
 from infobip_api_client.models.calls_say_request import CallsSayRequest
 
 log = logging.getLogger("ivr")
+# The official client's own models warn when they serialise a content type; nothing of ours.
+warnings.filterwarnings("ignore", message="Pydantic serializer warnings")
 
 CONFIGURATION = "ivr"
 NUMBER = "441134960100"

@@ -140,7 +140,7 @@ class Gateway:
         )
         url_audio = UrlAudio(audio_cache, settings.url_fetch_timeout, settings.url_fetch_max_bytes)
         tts = SpeechSynthesizer()
-        content = ContentLoader(files, recordings, url_audio, tts)
+        content = ContentLoader(files, recordings, url_audio, tts, audio_cache)
         actions = ActionControl(calls, dialogs, conferences, bridges, content, webhooks)
         rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []

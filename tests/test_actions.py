@@ -24,13 +24,13 @@ from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
 from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, App, error_of
+from tests.test_recordings import SpecChecked
 from tests.test_url_audio import AudioServer, whole
 
 CALLS = "/calls/1/calls"
 ACTION_EVENTS = ["SAY_FINISHED", "PLAY_FINISHED", "DTMF_CAPTURED", "ERROR"]
 CONFERENCE_EVENTS = ["CONFERENCE_CREATED", "CONFERENCE_FINISHED", "PARTICIPANT_JOINED"]
 RECORDING_EVENTS = [f"CALL_RECORDING_{what}" for what in ("STARTED", "STOPPED", "READY", "FAILED")]
-EVENT_WEBHOOK = "calls-event-webhook"
 RATE = 8000
 HELLO = {"text": "Hello.", "language": "en"}
 
@@ -68,7 +68,7 @@ def digits_in(samples: np.ndarray) -> str:
     return "".join(found)
 
 
-class ActionApp(App):
+class ActionApp(SpecChecked, App):
     def __init__(
         self,
         api: httpx.AsyncClient,
@@ -115,10 +115,6 @@ class ActionApp(App):
         response = await self.api.post("/calls/1/files", files=files)
         assert response.status_code in (200, 201), response.text
         return response.json()["id"]
-
-    def assert_events_conform(self) -> None:
-        for event in self.recorder.events():
-            self.spec.validate_webhook(EVENT_WEBHOOK, event, strict=True)
 
     async def quiet(self) -> None:
         """Nothing an action held is left: no task, capture, listener, tap, overlay."""

@@ -35,7 +35,8 @@ from tests.test_conferences import (
     ConferenceApp,
     phone,
 )
-from tests.test_dialogs import CONFIG, DID, EVENT_WEBHOOK, NUMBERS
+from tests.test_dialogs import CONFIG, DID, NUMBERS
+from tests.test_recordings import SpecChecked
 
 RATE = 8000
 RECORDINGS = "/calls/1/recordings/conferences"
@@ -48,18 +49,10 @@ RECORDING_EVENTS = [
 ]
 
 
-class RecordedConferenceApp(ConferenceApp):
+class RecordedConferenceApp(SpecChecked, ConferenceApp):
     def __init__(self, api: httpx.AsyncClient, recorder: WebhookRecorder, spec: OpenApiContract):
         super().__init__(api, recorder)
         self.spec = spec
-
-    async def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
-        """A request whose answer has ``status`` and a body the spec allows."""
-        response = await self.api.request(method, path, **kwargs)
-        assert response.status_code == status, response.text
-        body = response.json()
-        self.spec.validate(method, path, status, body, strict=True)
-        return body
 
     async def recording_event(self, conference_id: str, event_type: str) -> dict[str, Any]:
         found = await self.recorder.wait_for(
@@ -76,17 +69,6 @@ class RecordedConferenceApp(ConferenceApp):
             and ("RECORDING" in e["type"] or "COMPOSITION" in e["type"] or "FINISHED" in e["type"])
             and not e["type"].startswith("CALL_")
         ]
-
-    async def download(self, file_id: str) -> np.ndarray:
-        response = await self.api.get(f"/calls/1/recordings/files/{file_id}")
-        assert response.status_code == 200, response.text
-        pcm, rate = read_wav(response.content)
-        assert rate == RATE
-        return pcm
-
-    def assert_events_conform(self) -> None:
-        for event in self.recorder.events():
-            self.spec.validate_webhook(EVENT_WEBHOOK, event, strict=True)
 
 
 @pytest.fixture

@@ -27,13 +27,22 @@ from gateway.testing.audio import read_wav, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
 from tests.media.test_dialog_audio import run_ticks
-from tests.test_dialogs import ANSWERS, CONFIG, DIALOG_EVENTS, DID, NUMBERS, SILENT, App, error_of
+from tests.test_dialogs import (
+    ANSWERS,
+    CONFIG,
+    DIALOG_EVENTS,
+    DID,
+    EVENT_WEBHOOK,
+    NUMBERS,
+    SILENT,
+    App,
+    error_of,
+)
 from tests.test_media_paths import FakeCalls, sip_pair
 
 CALLS = "/calls/1/calls"
 DIALOGS = "/calls/1/dialogs"
 RECORDINGS = "/calls/1/recordings"
-EVENT_WEBHOOK = "calls-event-webhook"
 RECORDING_EVENTS = [
     f"{owner}_RECORDING_{what}"
     for owner in ("CALL", "DIALOG")
@@ -43,12 +52,13 @@ AUDIO = {"recordingType": "AUDIO"}
 RATE = 8000
 
 
-class RecordingApp(App):
-    """The dialog tests' app, subscribed to recording events too, checking every answer."""
+class SpecChecked:
+    """What the recording tests' apps share: answers and events checked against the spec,
+    and recording files downloaded (8 kHz WAV). Needs ``api``, ``recorder`` and ``spec``."""
 
-    def __init__(self, api: httpx.AsyncClient, recorder: WebhookRecorder, spec: OpenApiContract):
-        super().__init__(api, recorder)
-        self.spec = spec
+    api: httpx.AsyncClient
+    recorder: WebhookRecorder
+    spec: OpenApiContract
 
     async def call(self, method: str, path: str, status: int = 200, **kwargs: Any) -> Any:
         """A request whose answer has ``status`` and a body the spec allows."""
@@ -57,6 +67,25 @@ class RecordingApp(App):
         body = response.json()
         self.spec.validate(method, path, status, body, strict=True)
         return body
+
+    async def download(self, file_id: str) -> np.ndarray:
+        response = await self.api.get(f"{RECORDINGS}/files/{file_id}")
+        assert response.status_code == 200, response.text
+        pcm, rate = read_wav(response.content)
+        assert rate == RATE
+        return pcm
+
+    def assert_events_conform(self) -> None:
+        for event in self.recorder.events():
+            self.spec.validate_webhook(EVENT_WEBHOOK, event, strict=True)
+
+
+class RecordingApp(SpecChecked, App):
+    """The dialog tests' app, subscribed to recording events too, checking every answer."""
+
+    def __init__(self, api: httpx.AsyncClient, recorder: WebhookRecorder, spec: OpenApiContract):
+        super().__init__(api, recorder)
+        self.spec = spec
 
     async def dialog_with_tones(self) -> tuple[str, str, str]:
         """An established dialog: the caller sends 440 Hz, the callee 1000 Hz."""
@@ -91,19 +120,8 @@ class RecordingApp(App):
         )
         return found[count - 1]["properties"]["recording"]
 
-    async def download(self, file_id: str) -> np.ndarray:
-        response = await self.api.get(f"{RECORDINGS}/files/{file_id}")
-        assert response.status_code == 200, response.text
-        pcm, rate = read_wav(response.content)
-        assert rate == RATE
-        return pcm
-
     def recording_types(self, call_id: str | None = None) -> list[str]:
         return [t for t in self.recorder.types(call_id) if "_RECORDING_" in t]
-
-    def assert_events_conform(self) -> None:
-        for event in self.recorder.events():
-            self.spec.validate_webhook(EVENT_WEBHOOK, event, strict=True)
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ import numpy as np
 
 from gateway.core.calls import CallError, InvalidRequest
 from gateway.core.ports import AudioFetcher, ContentUnavailable
+from gateway.media.audio_cache import AudioCache
 from gateway.media.audiofile import UnsupportedAudio, decode_audio
 
 log = logging.getLogger(__name__)
@@ -79,11 +80,13 @@ class ContentLoader:
         recordings: RecordingFiles,
         fetcher: AudioFetcher,
         synthesizer: Synthesizer,
+        cache: AudioCache,
     ) -> None:
         self._files = files
         self._recordings = recordings
         self._fetcher = fetcher
         self._synthesizer = synthesizer
+        self._cache = cache  # the files' and URLs' cache: a replayed recording is read once
 
     def check(self, content: PlayContent, field: str = "content") -> None:
         """Raise InvalidRequest naming ``field``.fileId when the file is not there."""
@@ -116,9 +119,16 @@ class ContentLoader:
             raise ContentUnavailable(f"{content.type} content cannot be played: {error}") from None
 
     async def _recording(self, file_id: str) -> np.ndarray:
+        """A finished recording never changes: decoded once, kept in the audio cache (a
+        deleted one is refused by ``get_file`` before the cache is asked)."""
         path = self._recordings.path(self._recordings.get_file(file_id))
-        try:
-            data = await asyncio.to_thread(path.read_bytes)
-            return (await asyncio.to_thread(decode_audio, data)).samples
-        except UnsupportedAudio as error:
-            raise ContentUnavailable(f"Recording {file_id!r} cannot be played: {error}") from None
+
+        async def decode() -> np.ndarray:
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+                return (await asyncio.to_thread(decode_audio, data)).samples
+            except UnsupportedAudio as error:
+                reason = f"Recording {file_id!r} cannot be played: {error}"
+                raise ContentUnavailable(reason) from None
+
+        return await self._cache.get(("recording", file_id), decode)

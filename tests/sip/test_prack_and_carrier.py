@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from gateway.media.port import NativeMedia
 from tests.sip.sipp import CONFIG_ID, DID, SIPP, Sipp, World, outcome, run_sipp, running_world
 
 pytestmark = pytest.mark.skipif(SIPP is None, reason="SIPp is not installed (make system-deps)")
@@ -77,11 +79,15 @@ async def test_registration_with_the_carrier(carrier_world, tmp_path: Path):
     assert "Authorization: Digest" in result.messages and "Expires: 0" in result.messages
 
 
-async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
-    """A number the simulated PSTN does not have goes to the carrier, which challenges the
-    INVITE (401): the gateway answers with the carrier credentials."""
+@asynccontextmanager
+async def through_a_carrier(
+    scenario: str, tmp_path: Path
+) -> AsyncIterator[tuple[World, Sipp, str]]:
+    """A PSTN number the simulator does not have, called through a SIPp carrier playing
+    ``scenario`` (user "gw", password "carrier-secret"): the world, the carrier, the
+    established call's id."""
     async with (
-        Sipp("carrier_uas_auth", tmp_path, timeout=20) as carrier,
+        Sipp(scenario, tmp_path, timeout=20) as carrier,
         running_world(
             tmp_path,
             carrier_uri=f"sip:127.0.0.1:{carrier.port}",
@@ -99,6 +105,13 @@ async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
         assert created.status_code == 201, created.text
         call_id = created.json()["id"]
         await carrier.guard(world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id))
+        yield world, carrier, call_id
+
+
+async def test_pstn_number_leaves_through_the_carrier(tmp_path: Path):
+    """A number the simulated PSTN does not have goes to the carrier, which challenges the
+    INVITE (401): the gateway answers with the carrier credentials."""
+    async with through_a_carrier("carrier_uas_auth", tmp_path) as (world, carrier, call_id):
         await world.hangup(call_id)
         result = await carrier.wait()
         events = await world.sequence(call_id)
@@ -206,3 +219,19 @@ async def test_no_common_codec_is_refused_both_ways(tmp_path: Path):
         events = await world.sequence(call_id)
     assert [e["type"] for e in events] == ["CALL_STARTED", "CALL_RINGING", "CALL_FAILED"]
     assert outcome(events) == ("FAILED", "NO_COMMON_CODEC", "PLATFORM")
+
+
+async def test_a_re_invite_the_carrier_challenges_is_sent_again_with_credentials(tmp_path: Path):
+    """Carriers may challenge in-dialog requests too: the re-INVITE that moves the call's
+    media gets 401, and goes again with Authorization (the scenario verifies it). SIPp 3.6's
+    verifyauth did not accept our Proxy-Authorization for a 407, so 401 is what is tested."""
+    target = NativeMedia("127.0.0.2", 40000, "PCMU/8000", 0, telephone_event=101)
+    scenario = "carrier_uas_auth_reinvite"
+    async with through_a_carrier(scenario, tmp_path) as (world, carrier, call_id):
+        answered = await carrier.guard(world.gateway.calls.redirect_media(call_id, target))
+        assert (answered.address, answered.codec) == ("127.0.0.1", "PCMU/8000")
+        await world.hangup(call_id)
+        result = await carrier.wait()
+    result.assert_ok()
+    reinvites = result.messages.split("INVITE sip:alice@")[1:]
+    assert len(reinvites) == 2 and "\nAuthorization: Digest" in reinvites[1]

@@ -58,6 +58,7 @@ class _Reoffer:
     body: bytes = b""
     client: ClientTransaction | None = None  # in flight: a re-INVITE of theirs gets 491
     retry: asyncio.TimerHandle | None = None  # waiting out a glare (§14.1)
+    authorized: bool = False  # a challenge was answered once
 
 
 class Phase(Enum):
@@ -109,6 +110,9 @@ class InviteSession:
         self._reinvite_lock = asyncio.Lock()
         self._reoffer: _Reoffer | None = None
         self._reinvite_ack: SipRequest | None = None
+        # re-INVITEs of theirs: our 2xx, retransmitted until its ACK (§13.3.1.4)
+        self._reanswer: SipResponse | None = None
+        self._reanswer_timer: asyncio.TimerHandle | None = None
 
     @property
     def is_uas(self) -> bool:
@@ -228,6 +232,10 @@ class InviteSession:
             self._end(487, "Request Terminated", by_remote=True)
 
     def receive_ack(self, ack: SipRequest) -> None:
+        reanswer = self._reanswer
+        if reanswer is not None and ack.cseq[0] == reanswer.cseq[0]:
+            self._stop_reanswer()  # the ACK of our 2xx to their re-INVITE
+            return
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
@@ -346,24 +354,34 @@ class InviteSession:
             return
         self._end(status, response.reason, by_remote=True)
 
-    def _retry_with_credentials(self, challenge: SipResponse) -> bool:
-        """§22.2: answer one challenge with a new INVITE (same dialog ids, CSeq + 1)."""
-        if self.credentials is None or self._authorized or self.invite is None:
-            return False
+    def _answer_challenge(self, challenge: SipResponse, uri: str) -> tuple[str, str] | None:
+        """§22.2: the header that answers a 401/407 to an INVITE of ours (None: we have no
+        credentials, or none of the challenges is one we can answer)."""
+        if self.credentials is None:
+            return None
         proxy = challenge.status == 407
         offered = challenge.headers.get_all("Proxy-Authenticate" if proxy else "WWW-Authenticate")
         try:
             chosen = self.credentials.choose(offered)
-            authorization = self.credentials.authorize(chosen, "INVITE", str(self.invite.uri))
+            authorization = self.credentials.authorize(chosen, "INVITE", uri)
         except DigestError as error:
             log.info("cannot answer the challenge for call %s: %s", self.call_id, error.reason)
+            return None
+        return ("Proxy-Authorization" if proxy else "Authorization"), authorization
+
+    def _retry_with_credentials(self, challenge: SipResponse) -> bool:
+        """§22.2: answer one challenge with a new INVITE (same dialog ids, CSeq + 1)."""
+        if self._authorized or self.invite is None:
+            return False
+        answer = self._answer_challenge(challenge, str(self.invite.uri))
+        if answer is None:
             return False
         self._authorized = True
         assert self.client is not None
         headers = self.invite.headers.copy()
         headers.set("Via", str(self.endpoint.via(self.client.peer.transport)))
         headers.set("CSeq", f"{self.invite.cseq[0] + 1} INVITE")
-        headers.add("Proxy-Authorization" if proxy else "Authorization", authorization)
+        headers.add(*answer)
         self.invite = SipRequest(headers, self.invite.body, "INVITE", self.invite.uri)
         self.client = self.endpoint.transactions.send_request(
             self.invite, self.client.peer, self._on_invite_response, self._on_invite_failure
@@ -478,13 +496,20 @@ class InviteSession:
                 if pending.retry is not None:
                     pending.retry.cancel()
 
-    def _send_reinvite(self, pending: _Reoffer) -> None:
+    def _send_reinvite(
+        self, pending: _Reoffer, authorization: tuple[str, str] | None = None
+    ) -> None:
+        """Send the re-INVITE with a fresh offer; with ``authorization`` (answering a
+        challenge), the same offer again, now with credentials."""
         assert self.dialog is not None
         pending.retry = None
-        pending.body = pending.offer()
+        if authorization is None:
+            pending.body = pending.offer()
         via = self.endpoint.via(self.dialog.transport)
         request = self.dialog.request("INVITE", via.host, via.port or 0, pending.body, SDP)
         request.headers.add("Allow", self.endpoint.allow)
+        if authorization is not None:
+            request.headers.add(*authorization)
         pending.client = self.endpoint.transactions.send_request(
             request,
             self.dialog.next_peer(),
@@ -515,6 +540,12 @@ class InviteSession:
                 delay = random.randint(low, high) / 100
                 pending.retry = self.endpoint.loop.call_later(delay, self._retry_reinvite, pending)
                 return
+            if status in (401, 407) and not pending.authorized and self.phase is Phase.CONFIRMED:
+                answer = self._answer_challenge(response, str(request.uri))
+                if answer is not None:  # a trunk that challenges in-dialog requests too
+                    pending.authorized = True
+                    self._send_reinvite(pending, answer)
+                    return
             self._reinvite_failed(pending, status, response.reason)
             return
         first = not pending.answered.done()
@@ -563,6 +594,37 @@ class InviteSession:
         response.headers.add("Content-Type", SDP)
         response.body = answer
         transaction.respond(response)
+        self._stop_reanswer()
+        self._reanswer = response
+        self._schedule_reanswer(transaction.peer, T1, 0.0)
+
+    def _schedule_reanswer(self, peer: Peer, interval: float, elapsed: float) -> None:
+        """Our 2xx to their re-INVITE is the TU's to repeat until ACKed, as the first one
+        (§13.3.1.4, RFC 6026): a lost 200 would otherwise leave them retrying forever."""
+        loop = self.endpoint.loop
+        if elapsed + interval > 64 * T1:
+            self._reanswer_timer = loop.call_later(interval, self._reanswer_timeout)
+            return
+        self._reanswer_timer = loop.call_later(
+            interval, self._resend_reanswer, peer, interval, elapsed + interval
+        )
+
+    def _resend_reanswer(self, peer: Peer, interval: float, elapsed: float) -> None:
+        if self._reanswer is not None and self.phase is Phase.CONFIRMED:
+            self.endpoint.transport.send(self._reanswer, peer)
+            self._schedule_reanswer(peer, min(interval * 2, T2), elapsed)
+
+    def _reanswer_timeout(self) -> None:
+        self._reanswer_timer = None
+        self._reanswer = None
+        log.info("no ACK for our 200 OK to a re-INVITE of call %s", self.call_id)
+        self.bye()
+
+    def _stop_reanswer(self) -> None:
+        if self._reanswer_timer is not None:
+            self._reanswer_timer.cancel()
+            self._reanswer_timer = None
+        self._reanswer = None
 
     def _end(self, status: int, reason: str, by_remote: bool) -> None:
         if self.phase is Phase.TERMINATED:
@@ -574,6 +636,7 @@ class InviteSession:
         if self._retransmit is not None:
             self._retransmit.cancel()
             self._retransmit = None
+        self._stop_reanswer()
         pending = self._reoffer
         if pending is not None:  # its awaiting caller wakes up; reinvite() drops the timer
             if pending.retry is not None:
