@@ -3,8 +3,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 # Debian packages the run or the tests need: SIPp and baresip are the tests' SIP peers,
-# espeak-ng and sox make speech for simulated phones.
-SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox
+# espeak-ng and sox make speech for simulated phones, chromium runs the softphone page's tests.
+SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox chromium
 
 .PHONY: run test lint system-deps venv clean certs bench-sip bench-media
 
