@@ -348,6 +348,14 @@ class CallControl:
             for observer in list(self._observers):
                 observer(live.leg, MEDIA_CHANGED)
 
+    def on_user_muted(self, leg_id: str, muted: bool) -> None:
+        """The person muted or unmuted their own microphone (the endpoint sends silence
+        meanwhile): CALL_MEDIA_CHANGED with ``userMuted``; conferences tell their participants."""
+        live = self._live.get(leg_id)
+        if live is not None and live.leg.user_muted != muted:
+            live.leg.user_muted = muted
+            self._record(live.leg, "CALL_MEDIA_CHANGED")
+
     def on_dtmf(self, leg_id: str, digit: str) -> None:
         """The endpoint keyed ``digit`` out of band (RFC 4733, a simulated phone's keypad);
         digits in the audio are found by the core itself, while an action listens for them."""

@@ -38,7 +38,7 @@ from gateway.core.calls import (
 from gateway.core.errors import ErrorCode
 from gateway.core.leg import Direction, HangupSource, Leg, LegState
 from gateway.core.ports import ConfigurationDirectory, EventSink
-from gateway.core.views import _compact, _seconds
+from gateway.core.views import _compact, _seconds, media_properties
 from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
 from gateway.media.port import MediaPort
 from gateway.media.vad import TalkDetector
@@ -72,6 +72,7 @@ class Participant:
     leave_time: datetime | None = None
     muted: bool = False
     deaf: bool = False
+    user_muted: bool = False
 
 
 @dataclass
@@ -441,7 +442,7 @@ class ConferenceControl:
     def _admit(self, room: _Room, leg: Leg, early_media: bool) -> None:
         """The call becomes a participant (JOINING); it joins as soon as it carries media."""
         conference = room.conference
-        conference.participants.append(Participant(leg.id, leg.endpoint))
+        conference.participants.append(Participant(leg.id, leg.endpoint, user_muted=leg.user_muted))
         room.waiting[leg.id] = early_media
         self._by_leg[leg.id] = room
         if leg.conference_id != conference.id:
@@ -490,6 +491,8 @@ class ConferenceControl:
                 self._leave(room, leg.id, f"The call has ended ({code})")
             elif leg.id in room.waiting and self._ready(room, leg):
                 self._join(room, leg)
+            elif event == "CALL_MEDIA_CHANGED":
+                self._user_muted(room, leg)
         except Exception:
             log.exception(
                 "conference %s: reacting to %s of call %s failed",
@@ -497,6 +500,16 @@ class ConferenceControl:
                 event,
                 leg.id,
             )
+
+    def _user_muted(self, room: _Room, leg: Leg) -> None:
+        """The person muted or unmuted themselves: the participant's media says so too."""
+        participant = room.conference.participant(leg.id)
+        if participant is None or participant.user_muted == leg.user_muted:
+            return
+        participant.user_muted = leg.user_muted
+        self._store.save(room.conference)
+        if leg.id not in room.waiting:
+            self._publish_participant("PARTICIPANT_MEDIA_CHANGED", room, participant)
 
     def _on_max_duration(self, conference_id: str) -> None:
         room = self._rooms.get(conference_id)
@@ -725,11 +738,7 @@ def conference_envelope(
 
 
 def media_view(participant: Participant) -> dict[str, Any]:
-    """``MediaProperties`` (no video: the gateway carries audio only)."""
-    return {
-        "audio": {"muted": participant.muted, "userMuted": False, "deaf": participant.deaf},
-        "video": {"camera": False, "screenShare": False, "blind": False},
-    }
+    return media_properties(participant.muted, participant.user_muted, participant.deaf)
 
 
 def participant_view(participant: Participant) -> dict[str, Any]:

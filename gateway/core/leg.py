@@ -103,6 +103,7 @@ class Leg:
     max_duration: int | None = None
     muted: bool = False
     deaf: bool = False
+    user_muted: bool = False  # the person muted their own microphone (a browser's button)
     answer_time: datetime | None = None
     end_time: datetime | None = None
     error_code: ErrorCode | None = None

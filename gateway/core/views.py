@@ -33,11 +33,16 @@ def ring_duration(leg: Leg) -> int | None:
     return _seconds(leg.start_time, leg.answer_time or leg.end_time)
 
 
-def media_view(leg: Leg) -> dict[str, Any]:
+def media_properties(muted: bool, user_muted: bool, deaf: bool) -> dict[str, Any]:
+    """``MediaProperties`` of a call or a participant (no video: the gateway carries audio)."""
     return {
-        "audio": {"muted": leg.muted, "userMuted": False, "deaf": leg.deaf},
+        "audio": {"muted": muted, "userMuted": user_muted, "deaf": deaf},
         "video": {"camera": False, "screenShare": False, "blind": False},
     }
+
+
+def media_view(leg: Leg) -> dict[str, Any]:
+    return media_properties(leg.muted, leg.user_muted, leg.deaf)
 
 
 def call_view(leg: Leg) -> dict[str, Any]:
@@ -96,11 +101,12 @@ def call_log_view(leg: Leg) -> dict[str, Any]:
 
 def call_event(event_type: str, leg: Leg, moment: datetime) -> dict[str, Any]:
     """The envelope of a CALL_* event: final events carry the ``callLog``, others the ``call``."""
-    properties = (
-        {"callLog": call_log_view(leg)}
-        if event_type in ("CALL_FINISHED", "CALL_FAILED")
-        else {"call": call_view(leg)}
-    )
+    if event_type in ("CALL_FINISHED", "CALL_FAILED"):
+        properties = {"callLog": call_log_view(leg)}
+    elif event_type == "CALL_MEDIA_CHANGED":
+        properties = media_view(leg)
+    else:
+        properties = {"call": call_view(leg)}
     return call_envelope(event_type, leg, moment, properties)
 
 

@@ -61,6 +61,7 @@ def _participant_json(p: Participant) -> dict[str, Any]:
         "leaveTime": p.leave_time.isoformat() if p.leave_time else None,
         "muted": p.muted,
         "deaf": p.deaf,
+        "userMuted": p.user_muted,
     }
 
 
@@ -73,6 +74,7 @@ def _participant(doc: dict[str, Any]) -> Participant:
         leave_time=stored_time(doc.get("leaveTime")),
         muted=doc["muted"],
         deaf=doc["deaf"],
+        user_muted=doc.get("userMuted", False),
     )
 
 

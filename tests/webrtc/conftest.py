@@ -65,7 +65,7 @@ async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
         WebhookRecorder() as recorder,
     ):
         simulated = {PHONE: ("answer", {"ringAfterMs": 0, "answerAfterMs": 20})}
-        events = [*CALL_EVENTS, "DTMF_CAPTURED"]
+        events = [*CALL_EVENTS, "DTMF_CAPTURED", "CALL_MEDIA_CHANGED", "PARTICIPANT_MEDIA_CHANGED"]
         await prepare_app(
             api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=simulated
         )

@@ -248,6 +248,22 @@ async def test_keys_and_mute_from_the_page(world: WebRtcWorld):
         async with asyncio.timeout(5):
             while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
                 await asyncio.sleep(0.05)
+        changes = await world.recorder.wait_for(2, types=["CALL_MEDIA_CHANGED"], call_id=child)
+        assert [props(e) for e in changes] == [media(user_muted=True), media(user_muted=False)]
+        await peer.mute(False)  # no change, no event
+        await peer.mute()
+        changes = await world.recorder.wait_for(3, types=["CALL_MEDIA_CHANGED"], call_id=child)
+        assert props(changes[2]) == media(user_muted=True)
+        call = (await world.api.get(f"/calls/1/calls/{child}")).json()
+        assert call["media"] == media(user_muted=True)
+
+
+def media(user_muted: bool) -> dict:
+    """MediaProperties of a call that the app neither muted nor deafened."""
+    return {
+        "audio": {"muted": False, "userMuted": user_muted, "deaf": False},
+        "video": {"camera": False, "screenShare": False, "blind": False},
+    }
 
 
 async def test_every_tab_of_an_identity_rings_and_the_first_answer_wins(world: WebRtcWorld):
@@ -341,6 +357,14 @@ async def test_a_peer_calls_in_and_meets_a_phone_in_a_conference(world: WebRtcWo
         async with asyncio.timeout(5):
             while abs(dominant_frequency(await phone_heard(world, phone, 0.3), 8000) - 500) > 10:
                 await asyncio.sleep(0.05)
+        await peer.mute()  # the person mutes: the app sees the participant muted by itself
+        changed = await world.recorder.wait_for(types=["PARTICIPANT_MEDIA_CHANGED"], call_id=webrtc)
+        assert changed[0]["conferenceId"] == conference
+        assert props(changed[0]) == media(user_muted=True)
+        await world.recorder.wait_for(types=["CALL_MEDIA_CHANGED"], call_id=webrtc)
+        participants = (await world.api.get(f"/calls/1/conferences/{conference}")).json()
+        mine = [p for p in participants["participants"] if p["callId"] == webrtc]
+        assert mine[0]["media"] == media(user_muted=True), mine
         await world.api.post(f"/calls/1/conferences/{conference}/hangup")
         assert (await peer.expect("hangup"))["cause"] == "NORMAL_HANGUP"
         await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=webrtc)

@@ -292,7 +292,9 @@ class WebRtcAdapter:
             self._control.on_dtmf(call.leg_id, digit)
 
     async def _on_mute(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
-        call.port.muted = bool(message.get("muted", True))
+        muted = bool(message.get("muted", True))
+        call.port.muted = muted
+        self._control.on_user_muted(call.leg_id, muted)
 
     async def _on_ice(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
         """A trickled candidate ({candidate, sdpMid, sdpMLineIndex}, as the browser has it)."""
