@@ -67,9 +67,12 @@ async def chromium(tmp_path: Path, tone_hz: float) -> AsyncIterator[Browser]:
             await browser.close()
 
 
-async def open_softphone(browser: Browser, base_url: str, token: str | None = None) -> Page:
-    """A new tab on the softphone page; signed in already when ``token`` is given (#token=)."""
-    page = await browser.new_page()
+async def open_softphone(
+    browser: Browser, base_url: str, token: str | None = None, **page_options: Any
+) -> Page:
+    """A new tab on the softphone page; signed in already when ``token`` is given (#token=).
+    ``page_options`` go to Playwright's ``new_page`` (viewport, device_scale_factor...)."""
+    page = await browser.new_page(**page_options)
     page.on("pageerror", lambda error: print(f"page error: {error}"))
     page.on("console", lambda message: print(f"console: {message.text}"))
     fragment = f"#token={token}" if token else ""
