@@ -159,6 +159,15 @@ $("keypad").addEventListener("click", (event) => {
   else if (client.state === "idle") $("number").value += key;
 });
 
+// The keyboard: Enter in the number field calls; keys elsewhere press the dial pad's.
+$("number").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") $("call").click();
+});
+document.addEventListener("keydown", (event) => {
+  if (event.target instanceof HTMLInputElement || $("phone").hidden) return;
+  document.querySelector(`#keypad [data-key="${CSS.escape(event.key)}"]`)?.click();
+});
+
 // -- the remote audio analyser ------------------------------------------------------------------
 
 function levelDb() {

@@ -11,7 +11,8 @@
  *
  * Events (CustomEvent, fields in `detail`):
  *   registered {identity, displayName, expirationTime}
- *   incoming   {callId, from, fromDisplayName}           a call to us is ringing
+ *   incoming   {callId, from, fromDisplayName}           a call to us is ringing (while
+ *                                                        in a call, calls are left ringing)
  *   state      {state, callId, cause?}  state: incoming, calling, ringing, early-media,
  *                                       answered, hangup (cause: the gateway's or "LOCAL")
  *   remotestream {stream}                                the other side's audio arrived
@@ -63,9 +64,13 @@ export class WebRtcClient extends EventTarget {
         this._onMessage(message);
       };
       ws.onclose = (event) => {
-        if (this._ws === ws) this._ws = null;
-        this._end("SOCKET_CLOSED");
         reject(new Error(event.reason || `socket closed (${event.code})`));
+        if (this._ws === ws) {
+          this._ws = null;
+          this._end("SOCKET_CLOSED");
+        } else if (this._ws !== null) {
+          return; // an earlier socket, replaced by connect(): nothing of ours closed
+        }
         this._emit("closed", { code: event.code, reason: event.reason });
       };
     });
@@ -159,10 +164,7 @@ export class WebRtcClient extends EventTarget {
     const forUs = message.callId && message.callId === this.callId;
     switch (message.type) {
       case "incoming":
-        if (this.state !== "idle") {
-          this._send({ type: "reject", callId: message.callId, reason: "BUSY" });
-          return;
-        }
+        if (this.state !== "idle") return; // busy here: another tab of ours may take it
         this.callId = message.callId;
         this._offer = message.sdp;
         this.state = "incoming";
