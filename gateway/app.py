@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from gateway.api.app import create_api
 from gateway.api.auth import ApiKeyAuth
+from gateway.api.web import router as web_router
 from gateway.core.actions import ActionControl
 from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
@@ -204,6 +205,7 @@ class Gateway:
         gateway.api = create_api(gateway, ApiKeyAuth(api_key, API_USERNAME), routers)
         # The signalling socket authenticates with its own token, not the API key.
         gateway.api.include_router(webrtc_socket_router)
+        gateway.api.include_router(web_router)  # the softphone's static files: no secrets
         return gateway
 
     async def start(self) -> None:
