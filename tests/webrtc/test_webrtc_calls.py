@@ -120,14 +120,7 @@ async def test_an_inbound_call_hung_up_before_the_answer_is_cancelled(world: Web
 async def test_a_ringing_peer_rejects(world: WebRtcWorld):
     async with WebRtcTestPeer(world.ws_url, await world.token("dave")) as peer:
         await peer.expect("registered")
-        created = await world.api.post(
-            "/calls/1/calls",
-            json={
-                "endpoint": {"type": "WEBRTC", "identity": "dave"},
-                "callsConfigurationId": CONFIG,
-            },
-        )
-        call_id = created.json()["id"]
+        call_id = await call_identity(world, "dave")
         await peer.expect("incoming")
         await world.recorder.wait_for(types=["CALL_RINGING"], call_id=call_id)
         await peer.reject(call_id, "BUSY")
@@ -146,13 +139,19 @@ async def test_a_call_to_an_identity_nobody_signed_in_as_fails(world: WebRtcWorl
     assert props(failed[-1])["callLog"]["errorCode"]["name"] == "DESTINATION_UNAVAILABLE"
 
 
-async def answered_call(world: WebRtcWorld, peer: WebRtcTestPeer, identity: str) -> str:
-    await peer.expect("registered")
+async def call_identity(world: WebRtcWorld, identity: str) -> str:
+    """The app calls a WEBRTC endpoint: the new call's id."""
     created = await world.api.post(
         "/calls/1/calls",
         json={"endpoint": {"type": "WEBRTC", "identity": identity}, "callsConfigurationId": CONFIG},
     )
-    call_id = created.json()["id"]
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+async def answered_call(world: WebRtcWorld, peer: WebRtcTestPeer, identity: str) -> str:
+    await peer.expect("registered")
+    call_id = await call_identity(world, identity)
     await peer.answer(await peer.expect("incoming"))
     await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
     return call_id
@@ -274,14 +273,7 @@ async def test_every_tab_of_an_identity_rings_and_the_first_answer_wins(world: W
     ):
         for peer in (first, second):
             await peer.expect("registered")
-        created = await world.api.post(
-            "/calls/1/calls",
-            json={
-                "endpoint": {"type": "WEBRTC", "identity": "ivan"},
-                "callsConfigurationId": CONFIG,
-            },
-        )
-        call_id = created.json()["id"]
+        call_id = await call_identity(world, "ivan")
         await first.expect("incoming")
         await second.answer(await second.expect("incoming"))
         assert (await first.expect("hangup"))["cause"] == "ANSWERED_ELSEWHERE"
@@ -294,17 +286,45 @@ async def test_every_tab_of_an_identity_rings_and_the_first_answer_wins(world: W
     assert world.gateway.webrtc.peer_count == 0
 
 
+async def test_two_tabs_answering_at_once_one_wins_and_hears(world: WebRtcWorld):
+    """The second answer arrives while the first is applied: it is refused, not applied
+    over it, and the tab whose answer won stays in the call."""
+    token = await world.token("nina")
+    async with (
+        WebRtcTestPeer(world.ws_url, token) as first,
+        WebRtcTestPeer(world.ws_url, token) as second,
+    ):
+        for peer in (first, second):
+            await peer.expect("registered")
+        call_id = await call_identity(world, "nina")
+        offers = [await peer.expect("incoming") for peer in (first, second)]
+        await asyncio.gather(first.answer(offers[0]), second.answer(offers[1]))
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+        told = {asyncio.ensure_future(p.expect("hangup")): p for p in (first, second)}
+        done, pending = await asyncio.wait(told, timeout=5, return_when=asyncio.FIRST_COMPLETED)
+        for waiting in pending:
+            waiting.cancel()
+        assert len(done) == 1, "no tab, or both, told the call was answered elsewhere"
+        task = done.pop()
+        assert task.result()["cause"] == "ANSWERED_ELSEWHERE"
+        loser = told[task]
+        winner = second if loser is first else first
+        refused = [m["reason"] for m in loser.messages if m["type"] == "error"]
+        assert refused == ["the call cannot be answered"]
+        await winner.wait_heard(0.2, level=-1)  # its media flows: its answer was the one applied
+        assert not [m for m in winner.messages if m["type"] in ("hangup", "error")]
+        assert world.gateway.calls.live(call_id) is not None
+        await winner.hangup()
+        finished = await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+        assert props(finished[-1])["callLog"]["errorCode"]["name"] == "NORMAL_HANGUP"
+        assert world.recorder.types(call_id).count("CALL_ESTABLISHED") == 1
+    assert world.gateway.webrtc.peer_count == 0
+
+
 async def test_the_app_hanging_up_a_ringing_call_stops_the_ringing(world: WebRtcWorld):
     async with WebRtcTestPeer(world.ws_url, await world.token("judy")) as peer:
         await peer.expect("registered")
-        created = await world.api.post(
-            "/calls/1/calls",
-            json={
-                "endpoint": {"type": "WEBRTC", "identity": "judy"},
-                "callsConfigurationId": CONFIG,
-            },
-        )
-        call_id = created.json()["id"]
+        call_id = await call_identity(world, "judy")
         await peer.expect("incoming")
         await world.api.post(f"/calls/1/calls/{call_id}/hangup", json={})
         assert (await peer.expect("hangup"))["cause"] == "CANCELLED"
@@ -318,14 +338,7 @@ async def test_the_app_hanging_up_a_ringing_call_stops_the_ringing(world: WebRtc
 async def test_an_unusable_answer_fails_the_call(world: WebRtcWorld):
     async with WebRtcTestPeer(world.ws_url, await world.token("kate")) as peer:
         await peer.expect("registered")
-        created = await world.api.post(
-            "/calls/1/calls",
-            json={
-                "endpoint": {"type": "WEBRTC", "identity": "kate"},
-                "callsConfigurationId": CONFIG,
-            },
-        )
-        call_id = created.json()["id"]
+        call_id = await call_identity(world, "kate")
         await peer.expect("incoming")
         await peer.send({"type": "answer", "callId": call_id, "sdp": "v=0\r\nnonsense"})
         assert (await peer.expect("error"))["reason"].startswith("unusable answer")

@@ -51,6 +51,7 @@ class WebRtcCall:
     offered: list[Socket] = field(default_factory=list)
     socket: Socket | None = None
     answer_sent: bool = False
+    answering: bool = False  # a tab's answer is being applied
 
     def sockets(self) -> list[Socket]:
         return [self.socket] if self.socket is not None else list(self.offered)
@@ -71,6 +72,7 @@ class WebRtcAdapter:
         self._ice = ice
         self._default_configuration = default_configuration or None
         self._calls: dict[str, WebRtcCall] = {}
+        self._peers: set[RTCPeerConnection] = set()  # every one made and not yet closed
         self._tasks: set[asyncio.Task[None]] = set()
         signalling.on_message = self._on_message
         signalling.on_close = self._on_socket_closed
@@ -78,8 +80,8 @@ class WebRtcAdapter:
 
     @property
     def peer_count(self) -> int:
-        """Live peer connections (tests check that none is left behind)."""
-        return len(self._calls)
+        """Peer connections not yet closed, with a leg or not (tests check none is left)."""
+        return len(self._peers)
 
     # -- LegAdapter -----------------------------------------------------------------------
 
@@ -239,21 +241,27 @@ class WebRtcAdapter:
 
     async def _on_answer(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
         leg = self._control.live(call.leg_id)
-        if not call.outbound or leg is None or not leg.state.is_alerting:
+        if not call.outbound or leg is None or not leg.state.is_alerting or call.answering:
             await _error(socket, message, "the call cannot be answered")
             return
         if not isinstance(message.get("sdp"), str):
             await _error(socket, message, "'sdp' must be the answer's SDP")
             return
+        call.answering = True  # another tab's answer meanwhile is refused, not applied too
         try:
             await call.pc.setRemoteDescription(RTCSessionDescription(message["sdp"], "answer"))
         except Exception as error:
+            call.answering = False
+            if self._calls.get(call.leg_id) is not call:
+                return  # hung up meanwhile: its connection was closed under the answer
             await _error(socket, message, f"unusable answer: {error}")
             await self._send(
                 call, {"type": "hangup", "callId": call.leg_id, "cause": "NO_COMMON_CODEC"}
             )
             await self._end(call, errors.NO_COMMON_CODEC, HangupSource.PLATFORM)
             return
+        if self._calls.get(call.leg_id) is not call:
+            return  # hung up while the answer was applied: the tabs were told
         others = [s for s in call.offered if s is not socket]
         call.socket, call.offered = socket, [socket]
         for other in others:
@@ -264,7 +272,7 @@ class WebRtcAdapter:
 
     async def _on_reject(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
         leg = self._control.live(call.leg_id)
-        if not call.outbound or leg is None or not leg.state.is_alerting:
+        if not call.outbound or leg is None or not leg.state.is_alerting or call.answering:
             await _error(socket, message, "only a ringing call can be rejected")
             return
         cause = errors.BUSY if message.get("reason") == "BUSY" else errors.REJECTED
@@ -323,6 +331,7 @@ class WebRtcAdapter:
 
     def _new_call(self, leg_id: str | None, outbound: bool) -> WebRtcCall:
         pc = new_peer_connection(self._ice)
+        self._peers.add(pc)
         call = WebRtcCall(leg_id or "", pc, WebRtcMediaPort(), outbound)
         if leg_id is not None:
             self._calls[leg_id] = call
@@ -373,10 +382,10 @@ class WebRtcAdapter:
             del self._calls[call.leg_id]
         await self._discard(call)
 
-    @staticmethod
-    async def _discard(call: WebRtcCall) -> None:
+    async def _discard(self, call: WebRtcCall) -> None:
         await call.port.close()
         await call.pc.close()
+        self._peers.discard(call.pc)
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
