@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import httpx
 import pytest
 
 from gateway.testing.webrtc_peer import WebRtcTestPeer
-from tests.webrtc.conftest import CONFIG, WebRtcWorld
+from tests.webrtc.conftest import WebRtcWorld
 from trunks.webrtc.signalling import CLOSE_UNAUTHORIZED
 from trunks.webrtc.tokens import TokenIssuer
 
@@ -49,12 +51,13 @@ def expired(world: WebRtcWorld) -> str:
     return token
 
 
-@pytest.mark.parametrize("bad", ["", "garbage", "forged", "expired"])
+@pytest.mark.parametrize("bad", ["", "garbage", "forged", "expired", "non-ascii"])
 async def test_a_socket_without_a_valid_token_is_closed_with_a_reason(world: WebRtcWorld, bad: str):
     token = {
         "garbage": "not.a-token",
         "forged": (await world.token("alice"))[:-4] + "AAAA",
         "expired": expired(world),
+        "non-ascii": "%C3%A9.%C3%A9",  # "é.é" once decoded
     }.get(bad, bad)
     peer = WebRtcTestPeer(world.ws_url, token)
     await peer.connect()
@@ -64,6 +67,9 @@ async def test_a_socket_without_a_valid_token_is_closed_with_a_reason(world: Web
     finally:
         await peer.close()
     assert world.gateway.webrtc_signalling.socket_count == 0
+
+
+NO_MEDIA = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 
 async def test_a_bad_offer_is_an_error_and_leaves_no_peer_connection(world: WebRtcWorld):
@@ -77,6 +83,11 @@ async def test_a_bad_offer_is_an_error_and_leaves_no_peer_connection(world: WebR
         assert "unknown message type" in (await peer.expect("error"))["reason"]
         await peer._ws.send("[1, 2]")
         assert (await peer.expect("error"))["reason"] == "not a JSON object with a type"
+        await peer._ws.send(b"\x00{}")  # a binary frame
+        assert (await peer.expect("error"))["reason"] == "not a JSON object with a type"
+        await peer.send({"type": "call", "ref": "r2", "to": "support", "sdp": NO_MEDIA})
+        error = await peer.expect("error")
+        assert (error["ref"], error["reason"]) == ("r2", "unusable offer: no audio in the offer")
     assert world.gateway.webrtc.peer_count == 0
     assert world.gateway.calls.live_count == 0
 
@@ -86,4 +97,30 @@ async def test_a_token_without_an_application_cannot_call(world: WebRtcWorld):
     async with WebRtcTestPeer(world.ws_url, token) as peer:
         await peer.send({"type": "call", "ref": "r1", "to": "support", "sdp": "v=0"})
         assert (await peer.expect("error"))["reason"] == "the token names no application to call"
-    assert CONFIG  # the world's app exists; this token just does not name it
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+
+async def test_no_token_is_written_to_the_log(world: WebRtcWorld):
+    """uvicorn logs an accepted socket's path with its query at INFO, access log or not."""
+    server_log = logging.getLogger("uvicorn.error")
+    records, level = Records(), server_log.level
+    server_log.addHandler(records)
+    server_log.setLevel(logging.INFO)
+    try:
+        token = await world.token("alice")
+        async with WebRtcTestPeer(world.ws_url, token) as peer:
+            await peer.expect("registered")  # sent after the accept was logged
+    finally:
+        server_log.removeHandler(records)
+        server_log.setLevel(level)
+    accepted = [line for line in records.lines if "[accepted]" in line]
+    assert accepted and all("token=<redacted>" in line for line in accepted), records.lines
+    assert not [line for line in records.lines if token in line]

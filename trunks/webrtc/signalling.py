@@ -12,11 +12,12 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from fastapi import APIRouter, WebSocket
 
 from gateway.timeutil import format_time
 from trunks.webrtc.tokens import Grant, TokenIssuer
@@ -27,6 +28,23 @@ log = logging.getLogger(__name__)
 CLOSE_UNAUTHORIZED = 4401  # no token, a forged or malformed one, or an expired one
 CLOSE_SHUTDOWN = 1001  # the gateway is going away
 MAX_MESSAGE = 64 * 1024  # an SDP with many candidates stays well below
+TOKEN_IN_URL = re.compile(r"([?&]token=)[^&\s\"]*")
+
+
+class RedactTokens(logging.Filter):
+    """uvicorn logs each accepted socket's path with its query (``?token=...``) at INFO,
+    access log or not: the token is cut out before the record is written."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                TOKEN_IN_URL.sub(r"\1<redacted>", a) if isinstance(a, str) else a
+                for a in record.args
+            )
+        return True
+
+
+REDACT_TOKENS = RedactTokens()
 
 
 class Socket:
@@ -68,6 +86,7 @@ class Signalling:
 
     def __init__(self, tokens: TokenIssuer) -> None:
         self.tokens = tokens
+        logging.getLogger("uvicorn.error").addFilter(REDACT_TOKENS)  # added once, by identity
         self.on_message: MessageHandler | None = None
         self.on_close: CloseHandler | None = None
         self._sockets: dict[str, list[Socket]] = {}
@@ -114,10 +133,13 @@ class Signalling:
     async def _loop(self, socket: Socket) -> None:
         while True:
             try:
-                text = await socket.websocket.receive_text()
-            except (WebSocketDisconnect, RuntimeError):
+                received = await socket.websocket.receive()
+            except RuntimeError:  # the socket is gone already
                 return
-            message = parse(text)
+            if received["type"] == "websocket.disconnect":
+                return
+            text = received.get("text")
+            message = parse(text) if isinstance(text, str) else None  # a binary frame: refused
             if message is None:
                 await socket.send({"type": "error", "reason": "not a JSON object with a type"})
                 continue

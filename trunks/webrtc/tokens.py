@@ -73,7 +73,8 @@ class TokenIssuer:
         if not token or token.count(".") != 1:
             return None
         payload, signature = token.split(".")
-        if not hmac.compare_digest(signature, self._sign(payload)):
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError).
+        if not hmac.compare_digest(signature.encode(), self._sign(payload).encode()):
             return None
         try:
             body = json.loads(_unb64(payload))
