@@ -16,7 +16,7 @@
  *   state      {state, callId, cause?}  state: incoming, calling, ringing, early-media,
  *                                       answered, hangup (cause: the gateway's or "LOCAL")
  *   remotestream {stream}                                the other side's audio arrived
- *   error      {reason, callId?}                         the gateway refused something
+ *   error      {reason, callId?, ref?}                   the gateway refused something
  *   closed     {code, reason}                            the socket went (4401: bad token)
  */
 
@@ -46,6 +46,7 @@ export class WebRtcClient extends EventTarget {
     this._local = null;
     this._offer = null; // the incoming call's offer until answer() or reject()
     this._ref = 0;
+    this._ended = 0; // how many calls _end() ended: a step awaited across one is stale
   }
 
   /** Open the socket; resolves with the `registered` message, rejects if it closes first. */
@@ -85,6 +86,7 @@ export class WebRtcClient extends EventTarget {
     this._idleOrThrow();
     this._setState("calling", null);
     const ref = `c${++this._ref}`;
+    const ended = this._ended;
     try {
       const pc = await this._newPeerConnection();
       pc.addTransceiver(this._local.getAudioTracks()[0], { direction: "sendrecv", streams: [this._local] });
@@ -102,7 +104,7 @@ export class WebRtcClient extends EventTarget {
       this._setState("calling", callId);
       return this.callId;
     } catch (error) {
-      this._end("LOCAL");
+      if (this._ended === ended) this._end("LOCAL"); // else it ended already (a new call may be on)
       throw error;
     }
   }
@@ -220,8 +222,14 @@ export class WebRtcClient extends EventTarget {
 
   async _newPeerConnection() {
     if (!this._local) {
-      this._local = await navigator.mediaDevices.getUserMedia({ audio: this.audio, video: false });
-      for (const track of this._local.getAudioTracks()) track.enabled = !this.muted;
+      const ended = this._ended;
+      const local = await navigator.mediaDevices.getUserMedia({ audio: this.audio, video: false });
+      if (this._ended !== ended) { // hung up while the microphone opened (a permission prompt)
+        for (const track of local.getTracks()) track.stop();
+        throw new Error("hung up");
+      }
+      this._local = local;
+      for (const track of local.getAudioTracks()) track.enabled = !this.muted;
     }
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this._pc = pc;
@@ -258,6 +266,7 @@ export class WebRtcClient extends EventTarget {
   }
 
   _end(cause) {
+    this._ended++;
     const callId = this.callId;
     const active = this.state !== "idle";
     if (this._pc) this._pc.close();

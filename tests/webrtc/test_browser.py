@@ -202,3 +202,36 @@ async def test_closing_the_tab_mid_call_ends_the_leg(world: WebRtcWorld, tmp_pat
             "CALL_STARTED", "CALL_RINGING", "CALL_ESTABLISHED", "CALL_FINISHED"
         ]  # fmt: skip
     assert world.gateway.webrtc.peer_count == 0
+
+
+HELD_MICROPHONE = """() => {
+  const open = navigator.mediaDevices.getUserMedia.bind(navigator.mediaDevices);
+  window.opened = [];
+  window.grant = null;
+  const granted = new Promise((resolve) => (window.grant = resolve));
+  navigator.mediaDevices.getUserMedia = async (constraints) => {
+    await granted;  // as a permission prompt would hold it
+    const stream = await open(constraints);
+    window.opened.push(stream);
+    return stream;
+  };
+}"""
+
+
+async def test_hanging_up_while_the_microphone_opens_places_no_call(world: WebRtcWorld, tmp_path):
+    async with chromium(tmp_path, PAGE_TONE) as browser:
+        page = await open_softphone(browser, base_url(world), await world.token("dora"))
+        await page.evaluate(HELD_MICROPHONE)
+        await page.fill("#number", "support")
+        await page.click("#call")
+        await page.locator("#hangup").wait_for(state="visible", timeout=5000)
+        await page.click("#hangup")
+        await page.evaluate("window.grant()")
+        await page.locator("#peer").filter(has_text="hung up").wait_for(timeout=5000)
+        assert await page.evaluate("window.softphone.state()") == "idle"
+        tracks = await page.evaluate(
+            "window.opened.flatMap((s) => s.getTracks().map((t) => t.readyState))"
+        )
+        assert tracks == ["ended"], "the microphone was left open"
+        assert "CALL_RECEIVED" not in world.recorder.types()
+        assert world.gateway.calls.live_count == 0
