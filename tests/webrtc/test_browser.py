@@ -177,6 +177,9 @@ async def test_the_page_calls_in_and_meets_a_sip_phone_in_a_conference(
     assert world.gateway.webrtc.peer_count == 0
 
 
+MARKUP = '<b>Boss</b><img src="x" onerror="window.pwned=1">'
+
+
 async def test_closing_the_tab_mid_call_ends_the_leg(world: WebRtcWorld, tmp_path):
     async with chromium(tmp_path, PAGE_TONE) as browser:
         page = await open_softphone(browser, base_url(world), await world.token("carol"))
@@ -185,10 +188,13 @@ async def test_closing_the_tab_mid_call_ends_the_leg(world: WebRtcWorld, tmp_pat
             json={
                 "endpoint": {"type": "WEBRTC", "identity": "carol"},
                 "callsConfigurationId": CONFIG,
+                "fromDisplayName": MARKUP,
             },
         )
         call_id = created.json()["id"]
         await page.locator("#answer").wait_for(state="visible", timeout=5000)
+        assert MARKUP in await page.text_content("#peer")  # shown as text, never as HTML
+        assert await page.locator("#peer img, #peer b").count() == 0
         await page.click("#answer")
         await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
         started = time.monotonic()
