@@ -172,7 +172,11 @@ class Gateway:
             settings.webrtc_turn_password,
         )
         webrtc = WebRtcAdapter(
-            calls, webrtc_signalling, ice, settings.webrtc_calls_configuration_id
+            calls,
+            webrtc_signalling,
+            ice,
+            settings.webrtc_calls_configuration_id,
+            settings.webrtc_media_timeout,
         )
         gateway = cls(
             settings,

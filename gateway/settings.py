@@ -59,6 +59,9 @@ class Settings:
     webrtc_token_ttl: int = 3600
     webrtc_token_max_ttl: int = 86400
     webrtc_calls_configuration_id: str = ""
+    # A WebRTC leg whose RTP stops this long (seconds) while its socket stays open has lost its
+    # media (a network change, a suspended tab): it ends rather than wait for ICE consent (30 s).
+    webrtc_media_timeout: float = 5.0
     data_dir: Path = Path("data")
     api_key: str = ""
     # Where the webhook retries of one event stop: at least ten minutes, by default an hour.

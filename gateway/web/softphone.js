@@ -16,6 +16,7 @@ const client = new WebRtcClient({
 });
 let audioContext = null;
 let analyser = null;
+let remoteSource = null;
 
 // -- sign-in ----------------------------------------------------------------------------------
 
@@ -123,10 +124,12 @@ client.addEventListener("remotestream", (event) => {
   $("remote").play().catch(() => {});
   audioContext ??= new AudioContext();
   audioContext.resume();
+  remoteSource?.disconnect(); // the last call's: one source and analyser at a time
   analyser = audioContext.createAnalyser();
   analyser.fftSize = 8192;
   analyser.smoothingTimeConstant = 0.2;
-  audioContext.createMediaStreamSource(stream).connect(analyser);
+  remoteSource = audioContext.createMediaStreamSource(stream);
+  remoteSource.connect(analyser);
 });
 
 $("call").addEventListener("click", async () => {

@@ -39,7 +39,9 @@ class WebRtcWorld:
 
 @pytest.fixture
 async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
-    settings = fast_settings(tmp_path / "data", webrtc_host_addresses="127.0.0.1")
+    settings = fast_settings(
+        tmp_path / "data", webrtc_host_addresses="127.0.0.1", webrtc_media_timeout=1.0
+    )
     gateway = Gateway.build(settings)
     await gateway.start()
     server = uvicorn.Server(

@@ -137,6 +137,15 @@ async def test_a_call_to_an_identity_nobody_signed_in_as_fails(world: WebRtcWorl
     assert created.status_code == 201, created.text
     failed = await world.recorder.wait_for(types=["CALL_FAILED"], call_id=created.json()["id"])
     assert props(failed[-1])["callLog"]["errorCode"]["name"] == "DESTINATION_UNAVAILABLE"
+    too_long = {"type": "WEBRTC", "identity": "nobody", "displayName": "x" * 256}
+    refused = await world.api.post(
+        "/calls/1/calls", json={"endpoint": too_long, "callsConfigurationId": CONFIG}
+    )
+    assert refused.status_code == 400, refused.text
+    assert (
+        "endpoint.displayName"
+        in refused.json()["requestError"]["serviceException"]["validationErrors"]
+    )
 
 
 async def call_identity(world: WebRtcWorld, identity: str) -> str:
@@ -382,3 +391,31 @@ async def test_a_peer_calls_in_and_meets_a_phone_in_a_conference(world: WebRtcWo
         assert (await peer.expect("hangup"))["cause"] == "NORMAL_HANGUP"
         await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=webrtc)
     assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_media_that_stops_with_the_socket_open_ends_the_leg(world: WebRtcWorld):
+    """The page's RTP stops (its sender has no track: ICE and DTLS stay up, the socket too):
+    the leg ends after ``webrtc_media_timeout`` (1 s here), not after ICE consent's 30 s."""
+    async with WebRtcTestPeer(world.ws_url, await world.token("nina")) as peer:
+        call_id = await answered_call(world, peer, "nina")
+        await peer.wait_heard(0.2, level=-1)
+        stopped = asyncio.get_running_loop().time()
+        for sender in peer.pc.getSenders():
+            sender.replaceTrack(None)
+        (finished,) = await world.recorder.wait_for(
+            types=["CALL_FINISHED"], call_id=call_id, timeout=5
+        )
+        took = asyncio.get_running_loop().time() - stopped
+        assert 0.9 < took < 3, took
+        assert finished["properties"]["callLog"]["errorCode"]["name"] == "NORMAL_HANGUP"
+        assert (await peer.expect("hangup"))["callId"] == call_id
+    assert world.gateway.webrtc.peer_count == 0
+
+
+async def test_mute_takes_only_true_or_false(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("olga")) as peer:
+        call_id = await answered_call(world, peer, "olga")
+        await peer.send({"type": "mute", "callId": call_id, "muted": "false"})
+        assert "muted" in (await peer.expect("error"))["reason"]
+        assert world.gateway.calls.get(call_id).user_muted is False
+        await peer.hangup()

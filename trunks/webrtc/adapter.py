@@ -22,7 +22,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import candidate_from_sdp
 
 from gateway.core import errors
-from gateway.core.calls import CallControl, NotRouted
+from gateway.core.calls import CallControl, NotRouted, WrongState
 from gateway.core.errors import ErrorCode
 from gateway.core.leg import Direction, HangupSource, Leg, LegState
 from gateway.core.ports import MediaRedirectFailed
@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 DIGITS = re.compile(r"^[0-9*#A-Da-d]{1,32}$")
 MAX_DESTINATION = 128
+MAX_DISPLAY_NAME = 255
 
 
 @dataclass(eq=False)
@@ -66,8 +67,10 @@ class WebRtcAdapter:
         signalling: Signalling,
         ice: IceSettings,
         default_configuration: str | None = None,
+        media_timeout: float = 5.0,
     ) -> None:
         self._control = control
+        self._media_timeout = media_timeout
         self._signalling = signalling
         self._ice = ice
         self._default_configuration = default_configuration or None
@@ -94,8 +97,8 @@ class WebRtcAdapter:
         if not isinstance(identity, str) or not IDENTITY.match(identity):
             problems["endpoint.identity"] = ["must be 3 to 64 characters of A-Z a-z 0-9 _-+=/.@"]
         name = endpoint.get("displayName")
-        if name is not None and not isinstance(name, str):
-            problems["endpoint.displayName"] = ["must be a string"]
+        if name is not None and (not isinstance(name, str) or len(name) > MAX_DISPLAY_NAME):
+            problems["endpoint.displayName"] = [f"must be a string of at most {MAX_DISPLAY_NAME}"]
         return problems
 
     async def originate(self, leg: Leg) -> None:
@@ -126,26 +129,33 @@ class WebRtcAdapter:
             "sdp": call.pc.localDescription.sdp,
         }
         for socket in sockets:
-            if await socket.send(incoming):
-                call.offered.append(socket)
+            if self._calls.get(leg.id) is not call or call.socket is not None:
+                return  # ended, or answered by a tab (the others it rang were told)
+            call.offered.append(socket)  # before the send: an answer meanwhile tells it too
+            if not await socket.send(incoming) and socket in call.offered:
+                call.offered.remove(socket)
+        if self._calls.get(leg.id) is not call or call.socket is not None:
+            return
         if call.offered:
             self._control.on_ringing(leg.id)
         else:
             await self._end(call, errors.DESTINATION_UNAVAILABLE, HangupSource.PLATFORM)
 
     async def send_ringing(self, leg: Leg) -> None:
-        call = self._calls[leg.id]
+        call = self._call_of(leg, "ring")
         await self._send(call, {"type": "ringing", "callId": leg.id})
 
     async def pre_answer(self, leg: Leg) -> None:
-        call = self._calls[leg.id]
+        call = self._call_of(leg, "pre-answer")
         await self._send_answer(call, "early-media")
-        self._control.on_early_media(leg.id)
+        if self._calls.get(leg.id) is call:
+            self._control.on_early_media(leg.id)
 
     async def answer(self, leg: Leg) -> None:
-        call = self._calls[leg.id]
+        call = self._call_of(leg, "answer")
         await self._send_answer(call, "answered")
-        self._control.on_answered(leg.id)
+        if self._calls.get(leg.id) is call:
+            self._control.on_answered(leg.id)
 
     async def hangup(self, leg: Leg, cause: ErrorCode) -> None:
         call = self._calls.get(leg.id)
@@ -300,7 +310,10 @@ class WebRtcAdapter:
             self._control.on_dtmf(call.leg_id, digit)
 
     async def _on_mute(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
-        muted = bool(message.get("muted", True))
+        muted = message.get("muted", True)
+        if not isinstance(muted, bool):
+            await _error(socket, message, "'muted' must be true or false")
+            return
         call.port.muted = muted
         self._control.on_user_muted(call.leg_id, muted)
 
@@ -332,7 +345,9 @@ class WebRtcAdapter:
     def _new_call(self, leg_id: str | None, outbound: bool) -> WebRtcCall:
         pc = new_peer_connection(self._ice)
         self._peers.add(pc)
-        call = WebRtcCall(leg_id or "", pc, WebRtcMediaPort(), outbound)
+        port = WebRtcMediaPort(self._media_timeout)
+        call = WebRtcCall(leg_id or "", pc, port, outbound)
+        port.on_lost = lambda: self._spawn(self._media_lost(call))
         if leg_id is not None:
             self._calls[leg_id] = call
 
@@ -348,6 +363,21 @@ class WebRtcAdapter:
                 log.info("call %s: peer connection %s, ending it", call.leg_id, pc.connectionState)
                 self._spawn(self._end(call, self._cause_of_leaving(call), HangupSource.ENDPOINT))
 
+        return call
+
+    async def _media_lost(self, call: WebRtcCall) -> None:
+        """RTP stopped with the socket open: the page is told, then the leg ends."""
+        if self._calls.get(call.leg_id) is not call:
+            return
+        cause = self._cause_of_leaving(call)
+        await self._send(call, {"type": "hangup", "callId": call.leg_id, "cause": cause.name})
+        await self._end(call, cause, HangupSource.ENDPOINT)
+
+    def _call_of(self, leg: Leg, verb: str) -> WebRtcCall:
+        """The leg's call; a leg whose tab just went (its end not yet reported) has none."""
+        call = self._calls.get(leg.id)
+        if call is None:
+            raise WrongState(f"Cannot {verb} call {leg.id!r}: its endpoint has gone.")
         return call
 
     def _cause_of_leaving(self, call: WebRtcCall) -> ErrorCode:

@@ -15,6 +15,7 @@ import contextlib
 import fractions
 import logging
 from collections import deque
+from collections.abc import Callable
 
 import numpy as np
 from aiortc import MediaStreamTrack
@@ -72,9 +73,13 @@ class WebRtcMediaPort:
 
     sample_rate = NARROWBAND
 
-    def __init__(self) -> None:
+    def __init__(self, media_timeout: float = 5.0, on_lost: Callable[[], None] | None = None):
         self.outbound = OutboundTrack()
         self.muted = False  # the endpoint said it muted itself: it is heard as silence
+        # Once media flowed, a gap this long means it is gone: ``on_lost`` (a browser keeps
+        # sending RTP while muted, so silence is no gap).
+        self.media_timeout = media_timeout
+        self.on_lost = on_lost
         self.frames_received = 0
         self._heard: deque[np.ndarray] = deque(maxlen=MAX_QUEUED)
         self._playing = False
@@ -89,11 +94,19 @@ class WebRtcMediaPort:
 
     async def _read(self, track: MediaStreamTrack) -> None:
         try:
+            self._take(await track.recv())  # however long ICE and DTLS take to connect
             while True:
-                frame = await track.recv()
+                async with asyncio.timeout(self.media_timeout):
+                    frame = await track.recv()
                 self._take(frame)
         except MediaStreamError:
             return  # the track ended (the peer connection closed)
+        except TimeoutError:
+            log.info("no media for %.1f s: the WebRTC leg has lost it", self.media_timeout)
+            if self.on_lost is not None:
+                self.on_lost()
+        except Exception:
+            log.exception("reading a WebRTC leg's audio failed: it is heard as silence")
 
     def _take(self, frame: AudioFrame) -> None:
         """Resample to 8 kHz mono, cut into 20 ms frames, queue them for the plane."""
