@@ -67,7 +67,15 @@ async def world(tmp_path: Path) -> AsyncIterator[WebRtcWorld]:
         WebhookRecorder() as recorder,
     ):
         simulated = {PHONE: ("answer", {"ringAfterMs": 0, "answerAfterMs": 20})}
-        events = [*CALL_EVENTS, "DTMF_CAPTURED", "CALL_MEDIA_CHANGED", "PARTICIPANT_MEDIA_CHANGED"]
+        events = [
+            *CALL_EVENTS,
+            "DTMF_CAPTURED",
+            "CALL_MEDIA_CHANGED",
+            "PARTICIPANT_MEDIA_CHANGED",
+            "PLAY_FINISHED",
+            "CALL_RECORDING_READY",
+            "PARTICIPANT_JOINED",
+        ]
         await prepare_app(
             api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=simulated
         )

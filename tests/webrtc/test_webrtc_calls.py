@@ -8,8 +8,9 @@ import time
 
 import numpy as np
 
-from gateway.testing.audio import dominant_frequency, read_wav
+from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from gateway.testing.webrtc_peer import WebRtcTestPeer
+from tests.test_actions import wav_bytes
 from tests.webrtc.conftest import CALLER, CONFIG, DID, PHONE, WebRtcWorld
 
 
@@ -419,3 +420,67 @@ async def test_mute_takes_only_true_or_false(world: WebRtcWorld):
         assert "muted" in (await peer.expect("error"))["reason"]
         assert world.gateway.calls.get(call_id).user_muted is False
         await peer.hangup()
+
+
+async def test_a_webrtc_call_is_played_to_and_recorded_like_any_other(world: WebRtcWorld):
+    """A prompt reaches the peer; the call's recording holds what the peer sent and the
+    prompt it heard."""
+    async with WebRtcTestPeer(world.ws_url, await world.token("pia"), tone_hz=600) as peer:
+        call_id = await answered_call(world, peer, "pia")
+        calls = f"/calls/1/calls/{call_id}"
+        started = await world.api.post(
+            f"{calls}/start-recording", json={"recording": {"recordingType": "AUDIO"}}
+        )
+        assert started.status_code == 200, started.text
+        files = {"file": ("prompt.wav", wav_bytes(tone(1000, 1.5, 8000)), "audio/wav")}
+        file_id = (await world.api.post("/calls/1/files", files=files)).json()["id"]
+        played = await world.api.post(
+            f"{calls}/play", json={"content": {"type": "FILE", "fileId": file_id}}
+        )
+        assert played.status_code == 200, played.text
+        await world.recorder.wait_for(types=["PLAY_FINISHED"], call_id=call_id, timeout=5)
+        heard = peer.heard_audio(3.0)
+        assert tone_level(heard, 8000, 1000) > -30, "the peer did not hear the prompt"
+        assert (await world.api.post(f"{calls}/stop-recording", json={})).status_code == 200
+        (ready,) = await world.recorder.wait_for(types=["CALL_RECORDING_READY"], call_id=call_id)
+        file = props(ready)["recording"]["files"][0]
+        download = await world.api.get(f"/calls/1/recordings/files/{file['id']}")
+        recorded, rate = read_wav(download.content)
+        assert tone_level(recorded, rate, 600) > -30  # the peer's voice
+        assert tone_level(recorded, rate, 1000) > -30  # and the prompt it heard
+        await peer.hangup()
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
+
+
+async def test_a_webrtc_endpoint_is_added_to_a_conference(world: WebRtcWorld):
+    async with WebRtcTestPeer(world.ws_url, await world.token("quin"), tone_hz=450) as peer:
+        await peer.expect("registered")
+        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
+        phone = placed.json()["callId"]
+        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=phone)
+        await world.api.post(f"/calls/1/calls/{phone}/answer", json={})
+        await world.api.put(
+            f"/pstn/1/calls/{phone}/source", json={"type": "tone", "frequency": 900}
+        )
+        created = await world.api.post(
+            "/calls/1/conferences", json={"name": "with-a-browser", "callsConfigurationId": CONFIG}
+        )
+        conference = created.json()["id"]
+        assert (await world.api.put(f"/calls/1/conferences/{conference}/call/{phone}",
+                                    json={})).status_code == 200  # fmt: skip
+        endpoint = {"type": "WEBRTC", "identity": "quin", "displayName": "Quin"}
+        added = await world.api.post(
+            f"/calls/1/conferences/{conference}/call", json={"callRequest": {"endpoint": endpoint}}
+        )
+        assert added.status_code == 200, added.text
+        webrtc = added.json()["call"]["id"]
+        await peer.answer(await peer.expect("incoming"))
+        await world.recorder.wait_for(types=["PARTICIPANT_JOINED"], call_id=webrtc)
+        await peer.wait_heard(0.6)
+        assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 900) < 10
+        async with asyncio.timeout(5):
+            while abs(dominant_frequency(await phone_heard(world, phone, 0.3), 8000) - 450) > 10:
+                await asyncio.sleep(0.05)
+        await world.api.post(f"/calls/1/conferences/{conference}/hangup")
+        await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=webrtc)
+    assert world.gateway.webrtc.peer_count == 0
