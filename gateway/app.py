@@ -22,6 +22,7 @@ from gateway.core.bridging import MediaBridges
 from gateway.core.calls import CallControl
 from gateway.core.conferences import ConferenceControl
 from gateway.core.content import ContentLoader
+from gateway.core.detection import MachineDetection
 from gateway.core.dialogs import DialogControl
 from gateway.core.files import FileLibrary
 from gateway.core.recordings import RecordingControl
@@ -95,6 +96,7 @@ class Gateway:
     audio_cache: AudioCache
     tts: SpeechSynthesizer
     actions: ActionControl
+    detection: MachineDetection
     webrtc_tokens: TokenIssuer
     webrtc_signalling: Signalling
     webrtc: WebRtcAdapter
@@ -143,6 +145,7 @@ class Gateway:
         tts = SpeechSynthesizer()
         content = ContentLoader(files, recordings, url_audio, tts, audio_cache)
         actions = ActionControl(calls, dialogs, conferences, bridges, content, webhooks)
+        detection = MachineDetection(calls, bridges, conferences, webhooks)
         rtp_sessions = SessionRegistry()
         numbers = default_plan() if settings.pstn_default_plan else []
         numbers += [
@@ -150,7 +153,7 @@ class Gateway:
             for n in settings.pstn_numbers
         ]
         # With a carrier, numbers the simulator does not have leave through it.
-        pstn = SimulatedPstn(calls, numbers, claim_all=not settings.carrier_uri)
+        pstn = SimulatedPstn(calls, numbers, claim_all=not settings.carrier_uri, files=files)
         sip_trunks = TrunkStore(db, settings.sip_realm)
         sip = SipService(settings, calls, sip_trunks, rtp_sessions)
         for entry in settings.dids:
@@ -201,6 +204,7 @@ class Gateway:
             audio_cache,
             tts,
             actions,
+            detection,
             webrtc_tokens,
             webrtc_signalling,
             webrtc,
@@ -238,6 +242,7 @@ class Gateway:
         await self.webrtc.close()  # peer connections left half-made, and the sockets
         await self.recordings.close()  # the calls' ends stopped them: finish the files
         await self.actions.close()  # likewise: only loads in flight are left to cancel
+        await self.detection.close()
         self.files.close()
         await self.audio_cache.close()  # loads in flight end before their HTTP client
         await self.url_audio.close()

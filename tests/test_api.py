@@ -256,7 +256,11 @@ async def test_simulator_numbers(api):
         "fail",
         "early-media",
         "hangup-after",
+        "human",
+        "machine",
     }
+    machines = [n for n in listed if n["behaviour"] == "machine"]
+    assert sorted(n["options"]["beep"] for n in machines) == [0, 1]
     added = await api.post(
         "/pstn/1/numbers",
         json={"number": "15550001111", "behaviour": "answer", "options": {"answerAfterMs": 5}},
@@ -279,6 +283,34 @@ async def test_simulator_numbers(api):
         (
             {"number": "15550001112", "behaviour": "fail", "options": {"sipStatus": 200}},
             "options.sipStatus",
+        ),
+        (
+            {"number": "15550001112", "behaviour": "machine", "options": {"beep": 2}},
+            "options.beep",
+        ),
+        (
+            {"number": "15550001112", "behaviour": "human", "options": {"beep": 1}},
+            "options.beep",
+        ),
+        (
+            {"number": "15550001112", "behaviour": "busy", "options": {"source": {}}},
+            "options.source",
+        ),
+        (
+            {"number": "1555000111", "behaviour": "answer", "options": {"source": {"type": "x"}}},
+            "options.source.type",
+        ),
+        (
+            {"number": "1555000111", "behaviour": "answer", "options": {"source": {"type": "tone"}}},
+            "options.source.frequency",
+        ),
+        (
+            {
+                "number": "1555000111",
+                "behaviour": "answer",
+                "options": {"source": {"type": "file", "fileId": "nope"}},
+            },
+            "options.source.fileId",
         ),
     ]:
         response = await api.post("/pstn/1/numbers", json=body)

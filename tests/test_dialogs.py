@@ -415,9 +415,12 @@ async def test_bad_requests(app: App):
         (
             {
                 "parentCallId": parent,
-                "childCallRequest": {**child_request, "machineDetection": {"enabled": True}},
+                "childCallRequest": {
+                    **child_request,
+                    "machineDetection": {"enabled": True, "detectionTime": 6},
+                },
             },
-            "childCallRequest.machineDetection.enabled",
+            "childCallRequest.machineDetection.detectionTime",
         ),
         (
             {

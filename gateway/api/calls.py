@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Depends, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from gateway.api.errors import ApiError, bad_request, not_found
 from gateway.api.paging import Page, page_params
@@ -22,7 +22,7 @@ from gateway.core.calls import (
     WrongState,
 )
 from gateway.core.errors import BY_NAME
-from gateway.core.leg import Direction, LegState
+from gateway.core.leg import Direction, LegState, MachineDetectionRequest
 from gateway.core.query import LegQuery
 from gateway.core.recordings import RecordingControl
 from gateway.core.views import call_log_view, call_view
@@ -53,17 +53,31 @@ class Platform(BaseModel):
 
 
 class MachineDetection(BaseModel):
+    """``MachineDetectionRequest``."""
+
     model_config = ConfigDict(extra="forbid")
     enabled: bool
-    messageDetectionTimeout: Annotated[int | None, Field(ge=0, le=60)] = None
-    detectionTime: Annotated[float | None, Field(ge=1, le=5)] = None
+    messageDetectionTimeout: Annotated[int, Field(ge=0, le=60)] = 0
+    detectionTime: Annotated[float, Field(ge=1, le=5)] = 3.7
 
-    @field_validator("enabled")
-    @classmethod
-    def _not_yet(cls, enabled: bool) -> bool:
-        if enabled:
-            raise ValueError("machine detection is not available in this gateway version")
-        return enabled
+    @model_validator(mode="after")
+    def _detection_before_timeout(self) -> MachineDetection:
+        timeout = self.messageDetectionTimeout
+        if self.enabled and timeout and self.detectionTime >= timeout:
+            raise ValueError(
+                "detectionTime must be lower than messageDetectionTimeout "
+                f"({self.detectionTime} >= {timeout})"
+            )
+        return self
+
+    def request(self) -> MachineDetectionRequest | None:
+        if not self.enabled:
+            return None
+        return MachineDetectionRequest(self.detectionTime, self.messageDetectionTimeout)
+
+
+def machine_detection(body: MachineDetection | None) -> MachineDetectionRequest | None:
+    return body.request() if body is not None else None
 
 
 class CreateCall(BaseModel):
@@ -135,6 +149,7 @@ async def create_call(body: CreateCall, control: Control, recordings: Recordings
         external_id=body.externalId,
         platform=body.platform.model_dump(exclude_none=True) if body.platform else None,
         parent_call_id=body.parentCallId,
+        machine_detection=machine_detection(body.machineDetection),
     )
     recording = body.recording.options() if body.recording else None
     try:

@@ -73,6 +73,7 @@ class ActionCallBody(ChildCallBody):
             connect_timeout=child.connect_timeout,
             max_duration=self.maxDuration,
             custom_data=child.custom_data,
+            machine_detection=child.machine_detection,
         )
 
 

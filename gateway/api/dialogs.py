@@ -15,6 +15,7 @@ from gateway.api.calls import (
     Paging,
     _raise_for,
     _time_param,
+    machine_detection,
 )
 from gateway.api.errors import ApiError, not_found
 from gateway.api.recording_bodies import (
@@ -55,6 +56,7 @@ class ChildCallBody(BaseModel):
             from_display_name=self.fromDisplayName,
             connect_timeout=self.connectTimeout,
             custom_data=self.customData,
+            machine_detection=machine_detection(self.machineDetection),
         )
 
 

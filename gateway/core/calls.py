@@ -16,7 +16,7 @@ from typing import Any
 
 from gateway.core import errors
 from gateway.core.errors import ErrorCode
-from gateway.core.leg import Direction, HangupSource, Leg, LegState
+from gateway.core.leg import Direction, HangupSource, Leg, LegState, MachineDetectionRequest
 from gateway.core.ports import (
     ConfigurationDirectory,
     EventSink,
@@ -79,6 +79,7 @@ class CallRequest:
     platform: dict[str, str] | None = None
     parent_call_id: str | None = None
     dialog_id: str | None = None
+    machine_detection: MachineDetectionRequest | None = None
 
 
 @dataclass
@@ -192,6 +193,13 @@ class CallControl:
             self._merge_custom_data(live.leg, custom_data)
             self._store.save(live.leg)
 
+    def note_machine_detection(self, leg_id: str, properties: dict[str, Any]) -> None:
+        """The live leg's answering machine detection result (``Call.machineDetection``)."""
+        live = self._live.get(leg_id)
+        if live is not None:
+            live.leg.machine_detection = properties
+            self._store.save(live.leg)
+
     def join_dialog(self, leg_id: str, dialog_id: str | None) -> None:
         """Mark a live leg as part of a dialog (or of none); later events carry the id."""
         live = self._live.get(leg_id)
@@ -255,6 +263,7 @@ class CallControl:
             dialog_id=request.dialog_id,
             connect_timeout=request.connect_timeout,
             max_duration=request.max_duration,
+            machine_detection_request=request.machine_detection,
         )
         if before_start is not None:
             before_start(leg)

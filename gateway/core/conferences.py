@@ -36,7 +36,7 @@ from gateway.core.calls import (
     WrongState,
 )
 from gateway.core.errors import ErrorCode
-from gateway.core.leg import Direction, HangupSource, Leg, LegState
+from gateway.core.leg import Direction, HangupSource, Leg, LegState, MachineDetectionRequest
 from gateway.core.ports import ConfigurationDirectory, EventSink
 from gateway.core.views import _compact, _seconds, media_properties
 from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
@@ -117,6 +117,7 @@ class NewCall:
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     max_duration: int = DEFAULT_MAX_DURATION
     custom_data: dict[str, str] = field(default_factory=dict)
+    machine_detection: MachineDetectionRequest | None = None
 
 
 @dataclass(frozen=True)
@@ -328,6 +329,7 @@ class ConferenceControl:
             max_duration=call.max_duration,
             custom_data=dict(call.custom_data),
             platform=conference.platform,
+            machine_detection=call.machine_detection,
         )
 
         def admit(leg: Leg) -> None:  # before CALL_STARTED, so that it carries conferenceId

@@ -37,7 +37,7 @@ from gateway.core.calls import (
     WrongState,
 )
 from gateway.core.errors import ErrorCode
-from gateway.core.leg import Direction, HangupSource, Leg, LegState
+from gateway.core.leg import Direction, HangupSource, Leg, LegState, MachineDetectionRequest
 from gateway.core.ports import EventSink
 from gateway.core.views import _compact, _seconds, call_view
 from gateway.timeutil import format_time, utcnow
@@ -83,6 +83,7 @@ class ChildCall:
     from_display_name: str | None = None
     connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     custom_data: dict[str, str] = field(default_factory=dict)
+    machine_detection: MachineDetectionRequest | None = None
 
 
 @dataclass
@@ -227,6 +228,7 @@ class DialogControl:
             platform=parent.platform,
             parent_call_id=parent.id,
             dialog_id=dialog_id,
+            machine_detection=child.machine_detection,
         )
         opened: list[_Active] = []
 

@@ -74,6 +74,16 @@ class IllegalTransition(RuntimeError):
         self.wanted = wanted
 
 
+@dataclass(frozen=True)
+class MachineDetectionRequest:
+    """``machineDetection`` of a call request: analyse the answer for ``detection_time``
+    seconds at most; after MACHINE, look for the message's end for up to ``message_timeout``
+    seconds from the answer (0: do not)."""
+
+    detection_time: float = 3.7
+    message_timeout: int = 0
+
+
 def can_transition(current: LegState, wanted: LegState) -> bool:
     return wanted in _TRANSITIONS.get(current, frozenset())
 
@@ -104,6 +114,8 @@ class Leg:
     muted: bool = False
     deaf: bool = False
     user_muted: bool = False  # the person muted their own microphone (a browser's button)
+    machine_detection_request: MachineDetectionRequest | None = None  # asked, not yet done
+    machine_detection: dict[str, Any] | None = None  # the result, as MachineDetectionProperties
     answer_time: datetime | None = None
     end_time: datetime | None = None
     error_code: ErrorCode | None = None

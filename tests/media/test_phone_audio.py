@@ -14,7 +14,8 @@ from gateway.app import Gateway
 from gateway.core.bridging import MediaBridges
 from gateway.media.plane import MediaPlane
 from gateway.testing.app import prepare_app
-from gateway.testing.audio import dominant_frequency, read_wav, tone_level
+from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
+from tests.test_actions import wav_bytes as wav
 
 DID = "441134960100"
 
@@ -79,6 +80,8 @@ async def test_sources_and_bad_input(gateway: Gateway, api):
         ({"type": "music"}, "type"),
         ({"type": "text"}, "text"),
         ({"type": "text", "text": "Hi", "language": "xx-yy"}, "language"),
+        ({"type": "file"}, "fileId"),
+        ({"type": "file", "fileId": "nope"}, "fileId"),
     ]:
         response = await api.put(f"/pstn/1/calls/{caller}/source", json=body)
         assert response.status_code == 400, body
@@ -104,3 +107,34 @@ async def test_a_phone_can_speak(gateway: Gateway, api):
     speech = await heard(api, callee)
     voiced = np.abs(speech.astype(np.int32)).mean()
     assert voiced > 300  # speech, not silence
+
+
+async def test_a_file_source_and_a_numbers_source_from_its_answer(gateway: Gateway, api):
+    """An uploaded file played by PUT source; a number whose ``source`` option is a tone sends
+    it from the moment it answers, with nobody setting it."""
+    caller, _ = await answered_pair(api)
+    files = {"file": ("tone.wav", wav(tone(1200, 1.0, 8000)), "audio/wav")}
+    uploaded = (await api.post("/calls/1/files", files=files)).json()["id"]
+    source = {"type": "file", "fileId": uploaded, "loop": True}
+    assert (await api.put(f"/pstn/1/calls/{caller}/source", json=source)).status_code == 200
+    says_700 = {"answerAfterMs": 10, "source": {"type": "tone", "frequency": 700}}
+    number = {"number": "15550003333", "behaviour": "answer", "options": says_700}
+    added = await api.post("/pstn/1/numbers", json=number)
+    assert added.status_code == 201 and added.json()["options"]["source"] == {
+        "type": "tone",
+        "frequency": 700.0,
+    }
+    second = await api.post("/calls/1/calls", json={
+        "endpoint": {"type": "PHONE", "phoneNumber": "15550003333"},
+        "from": "441134960999", "callsConfigurationId": "audio"})  # fmt: skip
+    second_id = second.json()["id"]
+    async with asyncio.timeout(5):
+        while (await api.get(f"/calls/1/calls/{second_id}")).json()["state"] != "ESTABLISHED":
+            await asyncio.sleep(0.01)
+    plane = MediaPlane()
+    bridges = MediaBridges(gateway.calls, plane)
+    assert bridges.join(caller, second_id)
+    await run_ticks(plane, 50)
+    plane.close()
+    assert abs(dominant_frequency(await heard(api, caller), 8000) - 700) < 5
+    assert abs(dominant_frequency(await heard(api, second_id), 8000) - 1200) < 5

@@ -332,10 +332,11 @@ class World:
         response = await self.api.post(f"/calls/1/calls/{call_id}/answer", json={})
         assert response.status_code == 200, response.text
 
-    async def dialog(self, parent: str, trunk_id: str, user: str = "bob") -> str:
-        """A dialog from the call ``parent`` to ``user`` behind a SIP trunk: its child's id."""
+    async def dialog(self, parent: str, trunk_id: str, user: str = "bob", **child: Any) -> str:
+        """A dialog from the call ``parent`` to ``user`` behind a SIP trunk (``child``: more
+        fields of the child call request): its child's id."""
         endpoint = {"type": "SIP", "username": user, "sipTrunkId": trunk_id}
-        body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint}}
+        body = {"parentCallId": parent, "childCallRequest": {"endpoint": endpoint, **child}}
         created = await self.api.post("/calls/1/dialogs", json=body)
         assert created.status_code == 201, created.text
         return created.json()["childCall"]["id"]

@@ -66,12 +66,13 @@ class Phones:
 
         transport.send = spy  # type: ignore[method-assign]
 
-    async def call_through_a_dialog(self) -> tuple[str, str]:
+    async def call_through_a_dialog(self, **child_request: Any) -> tuple[str, str]:
         """The caller dials our number; the app makes a dialog to the callee; both answered."""
         dialled = await self.caller.command("dial", f"sip:{DID}@{self.world.remote}")
         assert dialled["ok"], dialled
         parent = await self.world.received()
-        child = await self.world.dialog(parent, self.callee_trunk, self.callee.account.user)
+        user = self.callee.account.user
+        child = await self.world.dialog(parent, self.callee_trunk, user, **child_request)
         await self.world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
         await self.callee.wait_event("CALL_ESTABLISHED")
         await self.caller.wait_event("CALL_ESTABLISHED")
@@ -362,4 +363,34 @@ async def test_capturing_dtmf_pulls_a_bypassed_leg_in_until_the_digit_arrives(ph
     (captured,) = await world.recorder.wait_for(types=["DTMF_CAPTURED"], call_id=parent)
     assert captured["properties"] == {"dtmf": "4", "timeout": False}
     await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    await hang_up(phones, parent, child)
+
+
+@needs_baresip
+async def test_machine_detection_holds_the_callee_in_the_media_path_only_while_it_runs(
+    phones: Phones,
+):
+    """Until the verdict (whichever it is: the callee answers with a steady tone) the gateway
+    hears the callee's RTP, the pair never bypassed meanwhile; then the pair is bypassed and
+    the gateway's counters stand still."""
+    world, gateway = phones.world, phones.gateway
+    subscription = {
+        "subscriptionId": "amd",
+        "name": "amd",
+        "events": ["MACHINE_DETECTION_FINISHED"],
+        "profile": {"profileId": "amd", "webhook": {"notifyUrl": world.recorder.url}},
+    }
+    created = await world.api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
+    assert created.status_code == 201, created.text
+    detection = {"enabled": True, "detectionTime": 2}
+    parent, child = await phones.call_through_a_dialog(machineDetection=detection)
+    assert gateway.bridges.path(parent, child) is MediaPath.MIX
+    (finished,) = await world.recorder.wait_for(
+        types=["MACHINE_DETECTION_FINISHED"], call_id=child, timeout=10
+    )
+    heard = await phones.packets(child)
+    assert heard[f"{child} in"] > 20  # the callee's audio came through the gateway
+    await path_becomes(gateway, parent, child, MediaPath.BYPASS)
+    counted = await window(phones, parent, child)
+    assert max(counted.values()) <= 2, counted
     await hang_up(phones, parent, child)

@@ -17,19 +17,19 @@ digits and the mode; the phone keys them after what it is still keying. ``GET ..
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Body, Depends, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from gateway.api.errors import ApiError, bad_request
 from gateway.core.calls import NotRouted, WrongState
 from gateway.core.numbering import E164
 from gateway.media.dtmf_sender import invalid_dtmf
-from gateway.media.voices import UnsupportedVoice, resolve_voice
-from trunks.pstn.audio import SourceError, pcm_frames, silence_frames, speech, tone_frames
+from trunks.pstn.audio import SourceError
 from trunks.pstn.numbers import DtmfMode, InvalidNumber, SimulatedNumber
 from trunks.pstn.simulator import SimulatedCall, SimulatedPstn
+from trunks.pstn.sources import InvalidSource, Source
 
 router = APIRouter(prefix="/pstn/1", tags=["simulated PSTN"])
 
@@ -65,6 +65,9 @@ async def add_number(body: NumberBody, pstn: Pstn) -> dict[str, Any]:
         number = SimulatedNumber.build(body.number, body.behaviour, body.options)
     except InvalidNumber as error:
         raise bad_request(error.field_name, error.message) from None
+    file_id = number.source.fileId if number.source else None
+    if file_id is not None and not pstn.has_file(file_id):
+        raise bad_request("options.source.fileId", f"no file {file_id!r} was uploaded")
     pstn.add_number(number)
     return number.as_json()
 
@@ -86,38 +89,20 @@ async def get_simulated_call(call_id: str, pstn: Pstn) -> dict[str, Any]:
     return _simulated(pstn, call_id).as_json()
 
 
-class SourceBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: Literal["tone", "silence", "text"]
-    frequency: Annotated[float | None, Field(ge=50, le=3900)] = None
-    amplitude: Annotated[float, Field(gt=0, le=1)] = 0.3
-    text: Annotated[str | None, Field(min_length=1, max_length=2000)] = None
-    language: Annotated[str, Field(min_length=2, max_length=16)] = "en"  # a say language
-    loop: bool = False
-
-
 @router.put("/calls/{call_id}/source")
-async def set_source(call_id: str, body: SourceBody, pstn: Pstn) -> dict[str, Any]:
-    """What the simulated phone sends from now on."""
+async def set_source(
+    call_id: str, body: Annotated[dict[str, Any], Body()], pstn: Pstn
+) -> dict[str, Any]:
+    """What the simulated phone sends from now on (a :class:`Source`)."""
     call = _simulated(pstn, call_id)
-    if body.type == "tone":
-        if body.frequency is None:
-            raise bad_request("frequency", "must not be null for a tone")
-        call.audio.play(tone_frames(body.frequency, body.amplitude))
-    elif body.type == "text":
-        if body.text is None:
-            raise bad_request("text", "must not be null for speech")
-        try:
-            resolve_voice(body.language)
-        except UnsupportedVoice as error:
-            raise bad_request("language", str(error)) from None
-        try:
-            pcm = await speech(body.text, body.language)
-        except SourceError as error:
-            raise bad_request("text", str(error)) from None
-        call.audio.play(pcm_frames(pcm, loop=body.loop))
-    else:
-        call.audio.play(silence_frames())
+    try:
+        source = Source.parse(body)
+    except InvalidSource as error:
+        raise bad_request(error.field_name, error.message) from None
+    try:
+        call.audio.play(await source.frames(pstn.files))
+    except SourceError as error:
+        raise bad_request(source.type if source.type == "text" else "fileId", str(error)) from None
     return call.as_json()
 
 

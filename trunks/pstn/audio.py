@@ -60,7 +60,7 @@ def silence_frames() -> Iterator[np.ndarray]:
         yield np.zeros(FRAME, dtype=np.int16)
 
 
-def _synthesizer() -> SpeechSynthesizer:
+def phone_synthesizer() -> SpeechSynthesizer:
     """The phones' synthesizer on the running loop: one per loop, as its syntheses are tasks."""
     loop = asyncio.get_running_loop()
     if loop not in _SYNTHESIZERS:
@@ -72,7 +72,7 @@ async def speech(text: str, language: str = "en") -> np.ndarray:
     """``text`` spoken by espeak-ng in a Calls API ``language`` (as a say action would), as
     8 kHz int16; synthesized off the event loop, and cached since test phones repeat."""
     try:
-        return await _synthesizer().synthesize(text, resolve_voice(language))
+        return await phone_synthesizer().synthesize(text, resolve_voice(language))
     except (ValueError, SynthesisFailed) as error:  # UnsupportedVoice is a ValueError
         raise SourceError(str(error)) from None
 

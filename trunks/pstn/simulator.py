@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,8 +32,17 @@ from gateway.media.dtmf_sender import DtmfSender
 from gateway.media.frame import FRAME_MS
 from gateway.media.port import NativeMedia
 from gateway.timeutil import format_time, utcnow
-from trunks.pstn.audio import PhoneAudio, silence_frames, tone_frames
+from trunks.pstn.audio import (
+    FRAME,
+    PhoneAudio,
+    SourceError,
+    phone_synthesizer,
+    silence_frames,
+    tone_frames,
+)
+from trunks.pstn.greetings import Greeting, human_greeting, machine_greeting
 from trunks.pstn.numbers import Behaviour, DtmfMode, SimulatedNumber
+from trunks.pstn.sources import FileSamples
 
 log = logging.getLogger(__name__)
 
@@ -91,8 +100,10 @@ class SimulatedPstn:
         numbers: Iterable[SimulatedNumber] = (),
         *,
         claim_all: bool = True,
+        files: FileSamples | None = None,
     ) -> None:
         self._control = control
+        self.files = files  # the uploaded audio files that sources may name
         # With no carrier, unknown numbers are ours too: they fail with DESTINATION_NOT_FOUND.
         self.claim_all = claim_all
         self._numbers: dict[str, SimulatedNumber] = {n.number: n for n in numbers}
@@ -103,6 +114,16 @@ class SimulatedPstn:
 
     def add_number(self, number: SimulatedNumber) -> None:
         self._numbers[number.number] = number
+
+    def has_file(self, file_id: str) -> bool:
+        """Whether a source may name this uploaded file."""
+        if self.files is None:
+            return False
+        try:
+            self.files.get(file_id)
+        except Exception:  # AudioFileNotFound, from the core's library
+            return False
+        return True
 
     def numbers(self) -> list[SimulatedNumber]:
         return sorted(self._numbers.values(), key=lambda n: n.number)
@@ -296,6 +317,26 @@ class SimulatedPstn:
         call.audio.interject(frames())
         await done.wait()
 
+    async def _answer_audio(
+        self, call: SimulatedCall, number: SimulatedNumber
+    ) -> Iterator[np.ndarray]:
+        """What the phone sends once it answers: its ``source``, a person's or a machine's
+        greeting, or silence (a person who says nothing until told to)."""
+        seed = number.options.get("seed", 0)
+        try:
+            if number.source is not None:
+                return await number.source.frames(self.files)
+            if number.behaviour is Behaviour.HUMAN:
+                return greeting_frames(await human_greeting(seed, phone_synthesizer()))
+            if number.behaviour is Behaviour.MACHINE:
+                beep = bool(number.options["beep"]) if "beep" in number.options else None
+                greeting = await machine_greeting(seed, phone_synthesizer(), beep)
+                return greeting_frames(greeting)
+        except SourceError as error:
+            call.note("source-failed", str(error))
+            log.warning("simulated phone %s: its source failed: %s", call.callee, error)
+        return silence_frames()
+
     async def _answer_script(self, call: SimulatedCall, number: SimulatedNumber | None) -> None:
         """What the called phone does; each step reports to the core like a SIP response."""
         control, leg_id = self._control, call.call_id
@@ -306,14 +347,31 @@ class SimulatedPstn:
             self._stop_script(call)
             control.on_ended(leg_id, cause, HangupSource.ENDPOINT)
 
-        async def wait(ms: int) -> None:
-            await asyncio.sleep(ms / 1000)
-
         if number is None:
             await asyncio.sleep(0)
             end(errors.DESTINATION_NOT_FOUND, "no such number")
             return
         options, kind = number.options, number.behaviour
+        # What it says on answering is made (spoken, loaded) while it rings.
+        answering = asyncio.ensure_future(self._answer_audio(call, number))
+        try:
+            await self._play_script(call, kind, options, answering, end)
+        finally:
+            answering.cancel()
+
+    async def _play_script(
+        self,
+        call: SimulatedCall,
+        kind: Behaviour,
+        options: dict[str, int],
+        answering: asyncio.Future[Iterator[np.ndarray]],
+        end: Callable[[ErrorCode, str], None],
+    ) -> None:
+        control, leg_id = self._control, call.call_id
+
+        async def wait(ms: int) -> None:
+            await asyncio.sleep(ms / 1000)
+
         if "ringAfterMs" in options:
             await wait(options["ringAfterMs"])
             call.note("ringing")
@@ -338,9 +396,22 @@ class SimulatedPstn:
             await wait(options["answerAfterMs"])
         if call.state == "ended":
             return
+        first_words = await answering
         call.note("connected", "answered")
-        call.audio.play(silence_frames())  # a person who says nothing until told to
+        call.audio.play(first_words)
         control.on_answered(leg_id)
         if kind is Behaviour.HANGUP_AFTER:
             await wait(options["hangupAfterMs"])
             end(errors.NORMAL_HANGUP, "hung up")
+
+
+def greeting_frames(greeting: Greeting, tail_seconds: float = 10.0) -> Iterator[np.ndarray]:
+    """The greeting, then its line's noise floor for as long as the call lasts (a stretch of
+    it, repeated)."""
+    tail = greeting.tail(tail_seconds)
+    audio = np.concatenate([greeting.samples, tail])
+    usable = len(audio) // FRAME * FRAME
+    yield from audio[:usable].reshape(-1, FRAME)
+    tail_frames = tail[: len(tail) // FRAME * FRAME].reshape(-1, FRAME)
+    while True:
+        yield from tail_frames
