@@ -245,6 +245,9 @@ async def test_inbound_verbs_and_dids(api, config_id):
     assert (await api.get("/gateway/1/numbers/441134960100")).status_code == 404
 
 
+TONE_OF_NONE = {"type": "tone"}  # a tone needs its frequency
+
+
 async def test_simulator_numbers(api):
     listed = (await api.get("/pstn/1/numbers")).json()["results"]
     behaviours = {n["behaviour"] for n in listed}
@@ -301,7 +304,7 @@ async def test_simulator_numbers(api):
             "options.source.type",
         ),
         (
-            {"number": "1555000111", "behaviour": "answer", "options": {"source": {"type": "tone"}}},
+            {"number": "1555000111", "behaviour": "answer", "options": {"source": TONE_OF_NONE}},
             "options.source.frequency",
         ),
         (
