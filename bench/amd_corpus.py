@@ -45,6 +45,7 @@ class Case:
     codec: str
     extra_noise: str  # "none", "white" or "pink"
     text: str
+    style: str  # Greeting.style: people's "short" or "long" greeting, machines' script
 
     @property
     def name(self) -> str:
@@ -73,6 +74,7 @@ async def make_case(seed: int, synthesizer: SpeechSynthesizer) -> tuple[Case, np
         codec=codec,
         extra_noise=extra,
         text=greeting.text,
+        style=greeting.style,
     )
     return case, pcm
 

@@ -61,6 +61,10 @@ def detect(case: Case, pcm: np.ndarray, settings: AmdSettings) -> Outcome:
     return Outcome(case, verdict, message_end, frames, spent)
 
 
+def _greeting_ms(case: Case) -> int:
+    return case.speech_end_ms - case.speech_start_ms
+
+
 def _percentiles(values: list[float]) -> str:
     if not values:
         return "-"
@@ -108,6 +112,16 @@ def report(outcomes: list[Outcome], settings: AmdSettings, seeds: range, held_ou
     print(
         f"  machine                   {said('machine', 'HUMAN'):6d} {said('machine', 'MACHINE'):8d}"
     )
+    groups = {
+        "people, short greeting": lambda c: c.kind == "human" and c.style.startswith("short"),
+        "people, long greeting": lambda c: c.kind == "human" and c.style.startswith("long"),
+        "machines, greeting < 5 s": lambda c: c.kind == "machine" and _greeting_ms(c) < 5000,
+        "machines, greeting >= 5 s": lambda c: c.kind == "machine" and _greeting_ms(c) >= 5000,
+    }
+    for label, member in groups.items():
+        group = [o for o in outcomes if member(o.case)]
+        right = sum(o.verdict.result.lower() == o.case.kind for o in group)
+        print(f"  {label:26s}{right:4d} of {len(group):3d} right")
     print(f"decision after answer   {_percentiles(times)} ms")
     for kind in ("human", "machine"):
         kind_times = [o.verdict.after_ms for o in outcomes if o.case.kind == kind]

@@ -38,6 +38,7 @@ class Greeting:
     text: str  # what was said, for logs
     speech_start_ms: int = 0  # when the first word starts
     noise: LineNoise = QUIET_LINE  # the line's noise, to continue after the samples
+    style: str = ""  # people: "short" or "long", "+again"; machines: which script
 
     def tail(self, seconds: float) -> np.ndarray:
         """What the line carries after the greeting: its noise floor, as int16."""
@@ -56,7 +57,7 @@ class _Take:
     def speech_end(self) -> int:
         return max(at + len(pcm) for at, pcm in self.pieces)
 
-    def render(self, kind: str, text: str) -> Greeting:
+    def render(self, kind: str, text: str, style: str) -> Greeting:
         """Mix at a random speech level with random line noise."""
         rng = self.rng
         speech_dbfs = rng.uniform(-32.0, -16.0)
@@ -84,6 +85,7 @@ class _Take:
             text=text,
             speech_start_ms=_ms(self.pieces[0][0]),
             noise=noise,
+            style=style,
         )
 
 
@@ -92,7 +94,8 @@ async def human_greeting(seed: int, synthesizer: SpeechSynthesizer) -> Greeting:
     then waiting; about a third speak again 2-4 s later, hearing nobody."""
     rng = np.random.default_rng((seed, 0))
     scripts, voice, rate, fill = _speaker(rng, HUMAN_RATES)
-    first = fill(str(rng.choice(scripts.long if rng.random() < LONG_SHARE else scripts.short)))
+    style = "long" if rng.random() < LONG_SHARE else "short"
+    first = fill(str(rng.choice(scripts.long if style == "long" else scripts.short)))
     again = fill(str(rng.choice(scripts.again))) if rng.random() < 0.35 else None
     phrases = [part.strip() for part in first.split("...")]  # "Hello... hello?": two goes
     if again:
@@ -106,7 +109,7 @@ async def human_greeting(seed: int, synthesizer: SpeechSynthesizer) -> Greeting:
             at += _samples(rng.uniform(2.0, 4.0) if is_again else rng.uniform(0.3, 0.7))
         take.pieces.append((at, pcm))
         at += len(pcm)
-    return take.render("human", " ".join(phrases))
+    return take.render("human", " ".join(phrases), style + ("+again" if again else ""))
 
 
 async def machine_greeting(
@@ -116,7 +119,8 @@ async def machine_greeting(
     natural pauses, then (if ``beep``; None: two in three, by the seed) a beep."""
     rng = np.random.default_rng((seed, 1))
     scripts, voice, rate, fill = _speaker(rng, MACHINE_RATES)
-    script = scripts.machine[int(rng.integers(len(scripts.machine)))]
+    index = int(rng.integers(len(scripts.machine)))
+    script = scripts.machine[index]
     sentences = [fill(line.lstrip("*")) for line in script]
     kept = [line.startswith("*") for line in script]
     target = _samples(rng.uniform(3.0, 15.0))
@@ -143,7 +147,7 @@ async def machine_greeting(
             at += len(pcm)
     if beep if beep is not None else rng.random() < 2 / 3:
         take.beep = (at + _samples(rng.uniform(0.1, 0.9)), _beep(rng))
-    return take.render("machine", " ".join(said))
+    return take.render("machine", " ".join(said), f"{scripts.voice} script {index}")
 
 
 def _speaker(rng: np.random.Generator, rates: tuple[float, float]):
