@@ -17,10 +17,9 @@ from gateway.app import Gateway
 from gateway.testing.app import CALL_EVENTS, prepare_app
 from gateway.testing.webhook_recorder import WebhookRecorder
 from gateway.timeutil import parse_time
-from tests.contract import OpenApiContract, voice
-from tests.test_actions import wav_bytes
-from tests.test_dialogs import CONFIG, DIALOG_EVENTS, DID, App, error_of
-from tests.test_recordings import SpecChecked
+from tests.contract import voice
+from tests.test_actions import ActionApp, wav_bytes
+from tests.test_dialogs import CONFIG, DIALOG_EVENTS, DID, error_of
 
 CALLS = "/calls/1/calls"
 DETECTION_EVENTS = [
@@ -57,18 +56,7 @@ NUMBERS: dict[str, tuple[str, dict[str, Any]]] = {
 }
 
 
-class DetectionApp(SpecChecked, App):
-    def __init__(
-        self,
-        api: httpx.AsyncClient,
-        recorder: WebhookRecorder,
-        spec: OpenApiContract,
-        gateway: Gateway,
-    ) -> None:
-        super().__init__(api, recorder)
-        self.spec = spec
-        self.gateway = gateway
-
+class DetectionApp(ActionApp):
     async def dial(self, number: str, status: int = 201, **detection: Any) -> str:
         """An outbound call to ``number`` with machine detection (``detection`` extra fields)."""
         body = {
@@ -92,7 +80,7 @@ class DetectionApp(SpecChecked, App):
         await self.call("POST", f"{CALLS}/{call_id}/hangup", json={})
         await self.recorder.wait_for(types=["CALL_FINISHED"], call_id=call_id)
 
-    def quiet(self) -> None:
+    def nothing_left(self) -> None:
         """Detection left nothing behind: no run, no tap on a leg or a room."""
         assert self.gateway.detection.running == 0
         assert not self.gateway.bridges._taps
@@ -127,7 +115,7 @@ async def test_a_person_is_human_within_the_detection_time(app: DetectionApp):
         "detectionResult": "HUMAN",
         "confidenceRating": rating,
     }
-    app.quiet()  # a person: no message to wait for, the tap is gone at once
+    app.nothing_left()  # a person: no message to wait for, the tap is gone at once
     await app.hang_up(call_id)
     assert app.sequence(call_id) == [
         "CALL_STARTED",
@@ -147,7 +135,7 @@ async def test_a_machine_with_a_beep_then_its_beep(app: DetectionApp):
     assert result(finished) == "MACHINE"
     message = await app.detected(call_id, "MACHINE_MESSAGE_DETECTION_FINISHED", timeout=35)
     assert result(message) == "BEEP"
-    app.quiet()
+    app.nothing_left()
     await app.hang_up(call_id)
     assert app.sequence(call_id)[2:] == [
         "CALL_ESTABLISHED",
@@ -158,28 +146,26 @@ async def test_a_machine_with_a_beep_then_its_beep(app: DetectionApp):
     app.assert_events_conform()
 
 
-async def test_a_machine_without_a_beep_ends_in_silence(app: DetectionApp):
-    call_id = await app.dial(MACHINE_WITHOUT_BEEP, messageDetectionTimeout=30)
+@pytest.mark.parametrize(
+    ("number", "timeout", "ending"),
+    [(MACHINE_WITHOUT_BEEP, 30, "SILENCE"), (TALKS_ON, 6, "TIMEOUT")],
+    ids=["a greeting without a beep ends in silence", "a greeting that never ends times out"],
+)
+async def test_how_a_machines_message_ends(
+    app: DetectionApp, number: str, timeout: int, ending: str
+):
+    call_id = await app.dial(number, messageDetectionTimeout=timeout)
     assert result(await app.detected(call_id, "MACHINE_DETECTION_FINISHED")) == "MACHINE"
-    message = await app.detected(call_id, "MACHINE_MESSAGE_DETECTION_FINISHED", timeout=35)
-    assert result(message) == "SILENCE"
-    app.quiet()
-    await app.hang_up(call_id)
-
-
-async def test_a_greeting_that_never_ends_times_out(app: DetectionApp):
-    call_id = await app.dial(TALKS_ON, messageDetectionTimeout=6)
-    assert result(await app.detected(call_id, "MACHINE_DETECTION_FINISHED")) == "MACHINE"
-    message = await app.detected(call_id, "MACHINE_MESSAGE_DETECTION_FINISHED", timeout=10)
-    assert result(message) == "TIMEOUT"
-    app.quiet()
+    message = await app.detected(call_id, "MACHINE_MESSAGE_DETECTION_FINISHED", timeout + 5)
+    assert result(message) == ending
+    app.nothing_left()
     await app.hang_up(call_id)
 
 
 async def test_without_a_message_timeout_a_machine_ends_detection(app: DetectionApp):
     call_id = await app.dial(MACHINE_WITH_BEEP)
     assert result(await app.detected(call_id, "MACHINE_DETECTION_FINISHED")) == "MACHINE"
-    app.quiet()
+    app.nothing_left()
     await app.hang_up(call_id)
     assert "MACHINE_MESSAGE_DETECTION_FINISHED" not in app.sequence(call_id)
 
@@ -218,7 +204,7 @@ async def test_a_hangup_during_detection_fails_it_before_the_call_ends(app: Dete
     assert app.sequence(call_id)[-2:] == ["MACHINE_DETECTION_FAILED", "CALL_FINISHED"]
     failed = app.event("MACHINE_DETECTION_FAILED", call_id)
     assert "ended" in failed["properties"]["reason"]
-    app.quiet()
+    app.nothing_left()
     app.assert_events_conform()
 
 
@@ -231,7 +217,7 @@ async def test_a_hangup_while_the_message_runs_fails_the_message_detection(app: 
         "MACHINE_MESSAGE_DETECTION_FAILED",
         "CALL_FINISHED",
     ]
-    app.quiet()
+    app.nothing_left()
     app.assert_events_conform()
 
 
@@ -241,7 +227,7 @@ async def test_a_call_that_is_never_answered_is_never_analysed(app: DetectionApp
     await app.call("POST", f"{CALLS}/{call_id}/hangup", json={})
     await app.detected(call_id, "CALL_FAILED")
     assert not any(t.startswith("MACHINE_") for t in app.sequence(call_id))
-    app.quiet()
+    app.nothing_left()
 
 
 async def test_a_dialog_child_is_analysed_and_the_caller_hears_it(app: DetectionApp):
@@ -260,7 +246,7 @@ async def test_a_dialog_child_is_analysed_and_the_caller_hears_it(app: Detection
     heard = await app.api.get(f"/pstn/1/calls/{parent}/heard")
     assert heard.status_code == 200  # the caller heard the greeting through the dialog
     assert result(await app.detected(child, "MACHINE_MESSAGE_DETECTION_FINISHED", 35)) == "BEEP"
-    app.quiet()
+    app.nothing_left()
     await app.call("POST", f"/calls/1/dialogs/{dialog['id']}/hangup", json={})
     await app.recorder.wait_for(types=["CALL_FINISHED"], call_id=parent)
     app.assert_events_conform()
@@ -280,7 +266,7 @@ async def test_a_new_call_into_a_conference_is_analysed_there(app: DetectionApp)
     connected = await app.call("POST", f"{CALLS}/{parent}/connect", json=body)
     new_call = connected["call"]["id"]
     assert result(await app.detected(new_call, "MACHINE_DETECTION_FINISHED")) == "HUMAN"
-    app.quiet()
+    app.nothing_left()
     await app.call("POST", f"/calls/1/conferences/{connected['conference']['id']}/hangup")
     await app.recorder.wait_for(types=["CONFERENCE_FINISHED"])
 

@@ -88,6 +88,18 @@ class Phones:
         }
 
 
+async def subscribe(world: World, name: str, *events: str) -> None:
+    """The app's webhook gets ``events`` too (beyond the call events every world sends)."""
+    subscription = {
+        "subscriptionId": name,
+        "name": name,
+        "events": list(events),
+        "profile": {"profileId": name, "webhook": {"notifyUrl": world.recorder.url}},
+    }
+    created = await world.api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
+    assert created.status_code == 201, created.text
+
+
 async def path_becomes(gateway: Gateway, parent: str, child: str, path: MediaPath) -> None:
     """Until the legs' media takes ``path`` and no endpoint is being moved."""
     async with asyncio.timeout(15):
@@ -344,14 +356,7 @@ async def test_capturing_dtmf_pulls_a_bypassed_leg_in_until_the_digit_arrives(ph
     the media back (its in-band detector taps the leg), the key press reaches the capture, and
     the pair is bypassed again once the capture is over."""
     world, gateway = phones.world, phones.gateway
-    subscription = {
-        "subscriptionId": "actions",
-        "name": "actions",
-        "events": ["DTMF_CAPTURED"],
-        "profile": {"profileId": "actions", "webhook": {"notifyUrl": world.recorder.url}},
-    }
-    created = await world.api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
-    assert created.status_code == 201, created.text
+    await subscribe(world, "actions", "DTMF_CAPTURED")
     parent, child = await phones.call_through_a_dialog()
     await path_becomes(gateway, parent, child, MediaPath.BYPASS)
     capture = {"maxLength": 1, "timeout": 10000}
@@ -374,14 +379,7 @@ async def test_machine_detection_holds_the_callee_in_the_media_path_only_while_i
     hears the callee's RTP, the pair never bypassed meanwhile; then the pair is bypassed and
     the gateway's counters stand still."""
     world, gateway = phones.world, phones.gateway
-    subscription = {
-        "subscriptionId": "amd",
-        "name": "amd",
-        "events": ["MACHINE_DETECTION_FINISHED"],
-        "profile": {"profileId": "amd", "webhook": {"notifyUrl": world.recorder.url}},
-    }
-    created = await world.api.post("/subscriptions/1/subscription/VOICE_VIDEO", json=subscription)
-    assert created.status_code == 201, created.text
+    await subscribe(world, "amd", "MACHINE_DETECTION_FINISHED")
     detection = {"enabled": True, "detectionTime": 2}
     parent, child = await phones.call_through_a_dialog(machineDetection=detection)
     assert gateway.bridges.path(parent, child) is MediaPath.MIX
