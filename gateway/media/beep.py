@@ -2,9 +2,10 @@
 
 As FreeSWITCH's mod_avmd looks for it: a sustained sine between 400 and 2000 Hz. Each 20 ms
 frame that is well above the line's noise floor gets one Hann-windowed 160-point FFT (50 Hz
-bins); it is *tonal* when the strongest in-band bin and its two neighbours either side hold
-most of the frame's energy, which a tone does (~99 %) and speech, whose energy spreads over
-many harmonics and formants, rarely does for long. A beep is a run of tonal frames whose peak
+bins); it is *tonal* when its strongest bin is in band and, with its two neighbours either
+side, holds most of the frame's energy and stands well above the bins beside it, which a
+tone does (~99 % of the energy, 30 dB) and speech, whose energy spreads over harmonics
+``f0`` apart and formants, rarely does for long. A beep is a run of tonal frames whose peak
 stays within a bin of itself, allowing one jump (two-tone beeps) and one spoiled frame (the
 frame where two tones meet, or a click). Its start is the first tonal frame's start.
 """
@@ -23,8 +24,8 @@ ISOLATION = 30.0  # their mean power over that of the 12 bins beside them (6 eac
 _TONE_BINS, _SIDE_BINS = 5, 12
 MIN_FRAMES = 4  # 80 ms of tone: the shortest beeps are ~100 ms, frames straddle their ends
 _WINDOW = np.hanning(FRAME).astype(np.float32)
-# Peaks may sit up to a bin outside the band edges: a 400 Hz tone peaks at bin 8 exactly.
-_LOW_BIN, _HIGH_BIN = int(LOW_HZ / BIN_HZ) - 1, int(HIGH_HZ / BIN_HZ) + 1
+# The band in bins: a tone's strongest bin is the nearest to it, so the edges are ±25 Hz.
+_LOW_BIN, _HIGH_BIN = round(LOW_HZ / BIN_HZ), round(HIGH_HZ / BIN_HZ)
 
 
 class BeepDetector:
@@ -71,7 +72,9 @@ class BeepDetector:
         """The peak bin if the frame is tonal and in band, else None."""
         spectrum = np.fft.rfft(x * _WINDOW)
         power = spectrum.real**2 + spectrum.imag**2
-        peak = int(power[_LOW_BIN : _HIGH_BIN + 1].argmax()) + _LOW_BIN
+        peak = int(power.argmax())
+        if not _LOW_BIN <= peak <= _HIGH_BIN:
+            return None
         tone = power[peak - 2 : peak + 3].sum()
         beside = power[max(peak - 8, 0) : peak - 2].sum() + power[peak + 3 : peak + 9].sum()
         if tone < PURITY * power.sum() or tone * _SIDE_BINS < ISOLATION * _TONE_BINS * beside:
