@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # espeak-ng and sox make speech for simulated phones, chromium runs the softphone page's tests.
 SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox chromium
 
-.PHONY: run test lint system-deps venv clean certs bench-sip bench-media
+.PHONY: run test lint system-deps venv clean certs bench-sip bench-media eval-amd
 
 run: venv certs
 	$(BIN)/gateway serve
@@ -61,3 +61,7 @@ bench-sip: venv
 bench-media: venv
 	$(MAKE) --no-print-directory system-deps SYSTEM_PACKAGES=rtpengine-daemon
 	$(BIN)/python bench/media_bench.py $(BENCH_ARGS)
+
+# Answering machine detection on a generated corpus (bench/amd_eval.py; EVAL_ARGS e.g. --errors).
+eval-amd: venv
+	$(BIN)/python bench/amd_eval.py $(EVAL_ARGS)
