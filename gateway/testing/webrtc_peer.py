@@ -2,7 +2,9 @@
 
 It connects to ``/webrtc/1/signalling`` with a token, answers ``incoming`` calls or places
 its own, sends a tone (or silence) and records what it hears at 8 kHz, so a test can check
-the frequency that came through.
+the frequency that came through. Keys go as ``dtmf`` messages (:meth:`WebRtcTestPeer.dtmf`)
+or as RFC 4733 events in its RTP stream (:meth:`WebRtcTestPeer.press_keys`), as a browser's
+``insertDTMF`` sends them.
 
     async with WebRtcTestPeer(ws_url, token, tone_hz=440) as peer:
         incoming = await peer.expect("incoming")
@@ -17,16 +19,22 @@ import contextlib
 import fractions
 import itertools
 import json
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import numpy as np
 import websockets
-from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
+from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError
+from aiortc.rtp import is_rtcp
+from aiortc.sdp import SessionDescription
 from av import AudioFrame, AudioResampler
 
+from gateway.media.dtmf_event import EventPacket, digit_packets
+from gateway.media.rtp import unpack_rtp
 from trunks.webrtc.peer import IceSettings, new_peer_connection
+from trunks.webrtc.telephone_event import is_telephone_event
 
 RATE = 8000
 SAMPLES = RATE // 50
@@ -63,6 +71,54 @@ class ToneTrack(MediaStreamTrack):
         frame.time_base = fractions.Fraction(1, RATE)
         self._sent += 1
         return frame
+
+
+class EventInjector:
+    """Sends key presses as RFC 4733 events in an aiortc sender's own RTP stream.
+
+    aiortc cannot send events, so the packets its sender sends (after the sender, before
+    SRTP) are rewritten: while a key is sent, each audio packet goes out as the key's next
+    event packet instead, keeping its SSRC, sequence number and header extensions, with the
+    event's payload type, marker, payload and timestamp (the key's first packet's, its start).
+    That is how libwebrtc sends ``insertDTMF``: events in place of audio, one per 20 ms.
+    """
+
+    def __init__(self, sender: RTCRtpSender, payload_type: int) -> None:
+        self._transport = sender.transport
+        self._payload_type = payload_type
+        self._pending: deque[tuple[EventPacket | None, bool]] = deque()
+        self._start = 0
+        self._sent = asyncio.Event()
+
+    async def send(self, keys: list[list[EventPacket]], gap_packets: int) -> None:
+        """Send each key's packets, ``gap_packets`` of audio between keys; return once the
+        last went out."""
+        for packets in keys:
+            self._pending.extend((p, i == 0) for i, p in enumerate(packets))
+            self._pending.extend((None, False) for _ in range(gap_packets))
+        send_rtp: Callable[[bytes], Awaitable[None]] = self._transport._send_rtp
+        self._transport._send_rtp = lambda data: send_rtp(self._rewrite(data))
+        try:
+            await asyncio.wait_for(self._sent.wait(), timeout=len(self._pending) * 0.02 + 5)
+        finally:
+            del self._transport._send_rtp  # the class's method again
+
+    def _rewrite(self, data: bytes) -> bytes:
+        fields = None if is_rtcp(data) else unpack_rtp(data)
+        if fields is None or not self._pending:
+            return data
+        event, first = self._pending.popleft()
+        if not self._pending:
+            self._sent.set()
+        if event is None:
+            return data
+        timestamp, start = fields[2], fields[4]
+        if first:
+            self._start = timestamp
+        header = bytearray(data[:start])
+        header[1] = (0x80 if event.marker else 0) | self._payload_type
+        header[4:8] = self._start.to_bytes(4, "big")
+        return bytes(header) + event.payload
 
 
 class WebRtcTestPeer:
@@ -168,7 +224,31 @@ class WebRtcTestPeer:
         await self.send({"type": "reject", "callId": call_id, "reason": reason})
 
     async def dtmf(self, digits: str) -> None:
+        """Keys as ``dtmf`` signalling messages (a browser without telephone-event)."""
         await self.send({"type": "dtmf", "callId": self.call_id, "digits": digits})
+
+    async def press_keys(self, digits: str, duration_ms: int = 100, gap_ms: int = 60) -> None:
+        """Keys as RFC 4733 events in our RTP stream, at the clock rate of the voice codec
+        we send with; returns once the last packet (the third end packet) went out."""
+        assert self.pc is not None and self.pc.remoteDescription is not None
+        payload_type, clock_rate = self.telephone_event()
+        sender = next(s for s in self.pc.getSenders() if s.kind == "audio")
+        keys = [digit_packets(d, duration_ms, clock_rate=clock_rate) for d in digits]
+        await EventInjector(sender, payload_type).send(keys, gap_ms // 20)
+
+    def telephone_event(self) -> tuple[int, int]:
+        """The negotiated telephone-event that pairs with our send codec: (payload type,
+        clock rate). aiortc sends with the first codec both sides listed, in the remote's
+        order."""
+        assert self.pc is not None and self.pc.remoteDescription is not None
+        codecs = SessionDescription.parse(self.pc.remoteDescription.sdp).media[0].rtp.codecs
+        voice = next(c for c in codecs if not is_telephone_event(c))
+        event = next(
+            (c for c in codecs if is_telephone_event(c) and c.clockRate == voice.clockRate), None
+        )
+        if event is None:
+            raise LookupError(f"no telephone-event/{voice.clockRate} negotiated")
+        return event.payloadType, event.clockRate
 
     def heard_audio(self, last_seconds: float | None = None) -> np.ndarray:
         pcm = np.concatenate(self.heard) if self.heard else np.zeros(0, dtype=np.int16)

@@ -137,10 +137,21 @@ export class WebRtcClient extends EventTarget {
     this._end("LOCAL");
   }
 
-  /** Key presses: each of 0-9 * # A-D reaches the app as a DTMF_CAPTURED. */
+  /**
+   * Key presses: each of 0-9 * # A-D reaches the app as a DTMF_CAPTURED. Sent as RFC 4733
+   * events in the call's audio (RTCRtpSender.dtmf) when it negotiated telephone-event, else as
+   * a `dtmf` message. Returns how: "rtp" or "signalling".
+   */
   sendDtmf(digits) {
     if (!this.callId) throw new Error("no call");
-    this._send({ type: "dtmf", callId: this.callId, digits: String(digits) });
+    const keys = String(digits);
+    const dtmf = this._dtmfSender();
+    if (dtmf) {
+      dtmf.insertDTMF(dtmf.toneBuffer + keys); // appended: insertDTMF replaces what is queued
+      return "rtp";
+    }
+    this._send({ type: "dtmf", callId: this.callId, digits: keys });
+    return "signalling";
   }
 
   /** Mute the microphone: the gateway hears silence (told, and the track sends nothing). */
@@ -241,6 +252,12 @@ export class WebRtcClient extends EventTarget {
       if (this._pc === pc && pc.connectionState === "failed") this.hangup();
     };
     return pc;
+  }
+
+  /** The audio sender's RTCDTMFSender when it can send RFC 4733 events now, else null. */
+  _dtmfSender() {
+    const sender = this._pc && this._pc.getSenders().find((s) => s.track && s.track.kind === "audio");
+    return sender && sender.dtmf && sender.dtmf.canInsertDTMF ? sender.dtmf : null;
   }
 
   /** The local SDP with every candidate: the protocol does not need trickled ones. */

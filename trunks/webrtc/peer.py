@@ -4,6 +4,7 @@ aiortc falls back to a public STUN server when given no ICE servers, so an empty
 always passed explicitly. aioice has no option for the host addresses it gathers and leaves
 127.0.0.1 out; ``use_host_addresses`` replaces its address lookup (process-wide) so that a
 gateway can name the addresses it offers, loopback included (tests, a single-host setup).
+Importing this module patches RFC 4733 telephone-event into aiortc (``telephone_event``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,10 @@ from aiortc import (
     RTCRtpSender,
     RTCRtpTransceiver,
 )
+
+from trunks.webrtc import telephone_event
+
+telephone_event.install()
 
 _original_host_addresses: Callable[[bool, bool], list[str]] = aioice.ice.get_host_addresses
 _host_addresses: list[str] | None = None
@@ -64,19 +69,27 @@ class IceSettings:
         ]
 
 
-def new_peer_connection(ice: IceSettings) -> RTCPeerConnection:
-    """A peer connection offering aiortc's audio codecs (Opus, PCMU, PCMA), no public STUN."""
-    return RTCPeerConnection(RTCConfiguration(iceServers=ice.servers()))
+def new_peer_connection(
+    ice: IceSettings, on_digit: Callable[[str], None] | None = None
+) -> RTCPeerConnection:
+    """A peer connection offering aiortc's audio codecs (Opus, PCMU, PCMA) and
+    telephone-event, no public STUN. ``on_digit`` is told each key press the far end sends
+    as RFC 4733 events, once per press."""
+    pc = RTCPeerConnection(RTCConfiguration(iceServers=ice.servers()))
+    if on_digit is not None:
+        telephone_event.listen(pc, on_digit)
+    return pc
 
 
-OFFERED_CODECS = ("audio/opus", "audio/PCMU", "audio/PCMA")
+OFFERED_CODECS = ("audio/opus", "audio/PCMU", "audio/PCMA", telephone_event.MIME_TYPE)
 
 
 def prefer_voice_codecs(transceiver: RTCRtpTransceiver) -> None:
-    """Opus first, then G.711 (µ-law, A-law); nothing else (aiortc would add G.722)."""
+    """Opus first, then G.711 (µ-law, A-law), then telephone-event (at 48 kHz for Opus,
+    8 kHz for G.711); nothing else (aiortc would add G.722)."""
     codecs = RTCRtpSender.getCapabilities("audio").codecs
     ranked = sorted(
         (c for c in codecs if c.mimeType in OFFERED_CODECS),
-        key=lambda c: OFFERED_CODECS.index(c.mimeType),
+        key=lambda c: OFFERED_CODECS.index(c.mimeType),  # stable: 48 kHz events, then 8 kHz
     )
     transceiver.setCodecPreferences(ranked)
