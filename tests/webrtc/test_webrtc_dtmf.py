@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 import aiortc
+import aiortc.codecs
 import pytest
 from aiortc import RTCPeerConnection, RTCRtpSender
 from aiortc.exceptions import OperationError
@@ -156,6 +157,14 @@ async def test_telephone_event_is_never_the_codec_sent_with():
     assert pcmu_last == ["PCMU/8000", "telephone-event/48000", "telephone-event/8000"]
     with pytest.raises(OperationError, match="audio description"):
         await answer_to(events)
+
+
+@pytest.mark.parametrize("mime_type", sorted(telephone_event.DECODED))
+def test_the_silence_for_an_event_is_in_the_decoders_format(mime_type: str):
+    codec = next(c for c in aiortc.codecs.CODECS["audio"] if c.mimeType.lower() == mime_type)
+    decoder = aiortc.codecs.get_decoder(codec).codec
+    rate, layout = telephone_event.DECODED[mime_type]
+    assert (decoder.sample_rate, decoder.layout.name) == (rate, layout)
 
 
 def test_an_untested_aiortc_fails_loudly(monkeypatch):

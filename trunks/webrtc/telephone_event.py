@@ -1,7 +1,7 @@
 """RFC 4733 telephone-event for aiortc, which has none: negotiated, and received as key presses.
 
 aiortc (checked: 1.16) neither offers nor accepts ``telephone-event``, and drops RTP of a
-payload type it has no decoder for. :func:`install` patches three of its internals, once,
+payload type it has no decoder for. :func:`install` patches these internals, once,
 process-wide:
 
 - ``aiortc.codecs.CODECS["audio"]`` gains ``telephone-event/48000`` (to pair with Opus, whose
@@ -16,9 +16,10 @@ process-wide:
   decoder: each key press goes once to the receiver's listener (:func:`listen`), told apart
   by :class:`gateway.media.dtmf_event.KeyPresses` as on the SIP side (without a listener
   they are dropped: aiortc's decoder thread would die on them). A sender sends events in
-  place of its audio (libwebrtc does), so the receiver's track is given silence for the
-  duration each packet adds: the key is a pause in what the leg hears, and a long press is
-  not a stream gone quiet (the WebRTC leg's media timeout).
+  place of its audio (libwebrtc does), so the receiver's track is given silence (into its
+  ``RemoteStreamTrack._queue``, in its decoder's format) for the duration each packet adds:
+  the key is a pause in what the leg hears, and a long press is not a stream gone quiet
+  (the WebRTC leg's media timeout).
 
 Those packets are not counted in aiortc's receive statistics, and the sequence numbers they
 take leave a gap that aiortc's audio jitter buffer waits out (up to 16 packets, about 0.3 s)
@@ -32,6 +33,7 @@ Another aiortc version fails :func:`install` (an ImportError at import of
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import weakref
@@ -44,6 +46,7 @@ import aiortc.rtcpeerconnection
 import numpy as np
 from aiortc import RTCPeerConnection, RTCRtpReceiver
 from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpReceiveParameters
+from aiortc.rtcrtpreceiver import RemoteStreamTrack
 from aiortc.rtp import RtpPacket
 from av import AudioFrame
 
@@ -165,6 +168,8 @@ def _check_hooks() -> None:
             raise ImportError(f"aiortc's {function.__qualname__} is not {parameters}")
     if not isinstance(aiortc.codecs.CODECS.get("audio"), list):
         raise ImportError("aiortc.codecs.CODECS['audio'] is not a list of codecs")
+    if not isinstance(getattr(RemoteStreamTrack("audio"), "_queue", None), asyncio.Queue):
+        raise ImportError("aiortc's RemoteStreamTrack has no _queue of decoded frames")
 
 
 def _voice_first(
