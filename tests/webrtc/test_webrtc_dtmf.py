@@ -6,14 +6,13 @@ included; the audio plays on after them."""
 from __future__ import annotations
 
 import asyncio
-import inspect
 from collections.abc import Callable
 from typing import Any
 
 import aiortc
 import aiortc.codecs
 import pytest
-from aiortc import RTCPeerConnection, RTCRtpSender
+from aiortc import RTCRtpSender
 from aiortc.exceptions import OperationError
 
 import trunks.webrtc.adapter
@@ -29,18 +28,17 @@ from trunks.webrtc.peer import IceSettings, new_peer_connection
 
 def route_rtp_digits(world: WebRtcWorld, monkeypatch: pytest.MonkeyPatch) -> None:
     """Until the adapter passes ``on_digit`` to ``new_peer_connection`` itself, pass it as it
-    will: each press to ``CallControl.on_dtmf`` of the leg whose peer connection heard it."""
-    if "on_digit" in inspect.getsource(trunks.webrtc.adapter.WebRtcAdapter._new_call):
-        return
+    will: each press to ``CallControl.on_dtmf`` of the leg whose peer connection heard it.
+    An adapter that passes its own is left as it is."""
     adapter = world.gateway.webrtc
 
-    def new_pc(ice: IceSettings) -> RTCPeerConnection:
-        def on_digit(digit: str) -> None:
+    def new_pc(ice: IceSettings, on_digit: Callable[[str], None] | None = None) -> Any:
+        def to_its_leg(digit: str) -> None:
             for call in adapter._calls.values():
                 if call.pc is pc:
                     world.gateway.calls.on_dtmf(call.leg_id, digit)
 
-        pc = webrtc_peer.new_peer_connection(ice, on_digit)
+        pc = webrtc_peer.new_peer_connection(ice, on_digit or to_its_leg)
         return pc
 
     monkeypatch.setattr(trunks.webrtc.adapter, "new_peer_connection", new_pc)
