@@ -6,12 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-
 from tests.webrtc.browser import chromium, needs_chromium, open_softphone
 from tests.webrtc.conftest import CALLER, DID, WebRtcWorld
 from tests.webrtc.test_browser import PAGE_TONE, base_url, phone_hears, props
-from tests.webrtc.test_webrtc_dtmf import route_rtp_digits, rtpmaps
+from tests.webrtc.test_webrtc_dtmf import rtpmaps
 
 pytestmark = needs_chromium
 
@@ -40,10 +38,7 @@ CHROMIUMS_OFFER = """async () => {
 }"""
 
 
-async def test_the_keypad_sends_rfc_4733_events(
-    world: WebRtcWorld, tmp_path, monkeypatch: pytest.MonkeyPatch
-):
-    route_rtp_digits(world, monkeypatch)
+async def test_the_keypad_sends_rfc_4733_events(world: WebRtcWorld, tmp_path):
     received = messages_from_pages(world)
     async with chromium(tmp_path, PAGE_TONE) as browser:
         page = await open_softphone(browser, base_url(world), await world.token("tess"))

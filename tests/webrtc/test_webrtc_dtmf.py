@@ -15,33 +15,13 @@ import pytest
 from aiortc import RTCRtpSender
 from aiortc.exceptions import OperationError
 
-import trunks.webrtc.adapter
 from gateway.testing.audio import dominant_frequency
 from gateway.testing.webrtc_peer import WebRtcTestPeer
 from tests.webrtc.conftest import CALLER, DID, WebRtcWorld
 from tests.webrtc.test_webrtc_calls import phone_heard, props
-from trunks.webrtc import peer as webrtc_peer
 from trunks.webrtc import telephone_event
 from trunks.webrtc.media import OutboundTrack
 from trunks.webrtc.peer import IceSettings, new_peer_connection
-
-
-def route_rtp_digits(world: WebRtcWorld, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Until the adapter passes ``on_digit`` to ``new_peer_connection`` itself, pass it as it
-    will: each press to ``CallControl.on_dtmf`` of the leg whose peer connection heard it.
-    An adapter that passes its own is left as it is."""
-    adapter = world.gateway.webrtc
-
-    def new_pc(ice: IceSettings, on_digit: Callable[[str], None] | None = None) -> Any:
-        def to_its_leg(digit: str) -> None:
-            for call in adapter._calls.values():
-                if call.pc is pc:
-                    world.gateway.calls.on_dtmf(call.leg_id, digit)
-
-        pc = webrtc_peer.new_peer_connection(ice, on_digit or to_its_leg)
-        return pc
-
-    monkeypatch.setattr(trunks.webrtc.adapter, "new_peer_connection", new_pc)
 
 
 async def phone_hears(world: WebRtcWorld, call_id: str, hz: float) -> None:
@@ -66,8 +46,7 @@ async def quiet_for(world: WebRtcWorld, ticks: int) -> None:
             await asyncio.sleep(0.02)
 
 
-async def test_key_presses_in_the_peers_rtp_are_captured_once_each(world, monkeypatch):
-    route_rtp_digits(world, monkeypatch)
+async def test_key_presses_in_the_peers_rtp_are_captured_once_each(world):
     async with WebRtcTestPeer(world.ws_url, await world.token("rita"), tone_hz=700) as peer:
         placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
         parent = placed.json()["callId"]
@@ -108,8 +87,7 @@ async def test_key_presses_in_the_peers_rtp_are_captured_once_each(world, monkey
     assert world.gateway.webrtc.peer_count == 0
 
 
-async def test_a_peer_calling_in_gets_telephone_event_in_the_answer(world, monkeypatch):
-    route_rtp_digits(world, monkeypatch)
+async def test_a_peer_calling_in_gets_telephone_event_in_the_answer(world):
     async with WebRtcTestPeer(world.ws_url, await world.token("sam"), tone_hz=500) as peer:
         call_id = await peer.call("ivr")
         await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=call_id)

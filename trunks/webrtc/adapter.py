@@ -297,7 +297,8 @@ class WebRtcAdapter:
         await self._end(call, self._cause_of_leaving(call), HangupSource.ENDPOINT)
 
     async def _on_dtmf(self, socket: Socket, call: WebRtcCall, message: dict[str, Any]) -> None:
-        """Keys pressed in the page, as signalling (aiortc takes no RFC 4733 events)."""
+        """Keys pressed in the page, sent as signalling: the fallback of a call that agreed no
+        telephone-event (with one, the keys come as RFC 4733 events through ``on_digit``)."""
         digits = message.get("digits")
         leg = self._control.live(call.leg_id)
         if not isinstance(digits, str) or not DIGITS.match(digits):
@@ -343,7 +344,10 @@ class WebRtcAdapter:
     # -- internals ------------------------------------------------------------------------
 
     def _new_call(self, leg_id: str | None, outbound: bool) -> WebRtcCall:
-        pc = new_peer_connection(self._ice)
+        def on_digit(digit: str) -> None:  # an RFC 4733 key press the peer sent
+            self._control.on_dtmf(call.leg_id, digit)
+
+        pc = new_peer_connection(self._ice, on_digit)
         self._peers.add(pc)
         port = WebRtcMediaPort(self._media_timeout)
         call = WebRtcCall(leg_id or "", pc, port, outbound)
