@@ -264,6 +264,11 @@ async def test_simulator_numbers(api):
     }
     machines = [n for n in listed if n["behaviour"] == "machine"]
     assert sorted(n["options"]["beep"] for n in machines) == [0, 1]
+    for behaviour, options in (("human", {"seed": 7}), ("machine", {"seed": 8, "beep": 1})):
+        body = {"number": f"1555000{len(options)}999", "behaviour": behaviour, "options": options}
+        made = await api.post("/pstn/1/numbers", json=body)
+        assert made.status_code == 201, made.text
+        assert made.json()["options"] == {"ringAfterMs": 0, "answerAfterMs": 2000, **options}
     added = await api.post(
         "/pstn/1/numbers",
         json={"number": "15550001111", "behaviour": "answer", "options": {"answerAfterMs": 5}},
