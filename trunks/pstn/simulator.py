@@ -333,7 +333,7 @@ class SimulatedPstn:
                 greeting = await machine_greeting(seed, phone_synthesizer(), beep)
                 return greeting_frames(greeting)
         except SourceError as error:
-            call.note("source-failed", str(error))
+            call.note(call.state, f"its source failed: {error}")  # logged; its state stays
             log.warning("simulated phone %s: its source failed: %s", call.callee, error)
         return silence_frames()
 
@@ -394,9 +394,9 @@ class SimulatedPstn:
             return
         else:
             await wait(options["answerAfterMs"])
+        first_words = await answering  # ready by now, unless speaking it takes longer
         if call.state == "ended":
-            return
-        first_words = await answering
+            return  # hung up while it rang (or while its words were made)
         call.note("connected", "answered")
         call.audio.play(first_words)
         control.on_answered(leg_id)
