@@ -28,7 +28,12 @@ DETECTION_EVENTS = [
     "MACHINE_MESSAGE_DETECTION_FINISHED",
     "MACHINE_MESSAGE_DETECTION_FAILED",
 ]
-CONFERENCE_EVENTS = ["CONFERENCE_CREATED", "CONFERENCE_FINISHED", "PARTICIPANT_JOINED"]
+CONFERENCE_EVENTS = [
+    "CONFERENCE_CREATED",
+    "CONFERENCE_FINISHED",
+    "PARTICIPANT_JOINED",
+    "PARTICIPANT_REMOVED",
+]
 PERSON = "15550700001"
 MACHINE_WITH_BEEP = "15550700002"
 MACHINE_WITHOUT_BEEP = "15550700003"
@@ -68,6 +73,22 @@ class DetectionApp(ActionApp):
         }
         created = await self.call("POST", CALLS, status, json=body)
         return created["id"]
+
+    async def into_a_conference(self, number: str, **detection: Any) -> tuple[str, str]:
+        """An answered inbound call connected with a new call to ``number`` (with machine
+        detection) in a new conference: the new call's id and the conference's."""
+        parent = await self.inbound()
+        await self.call("POST", f"{CALLS}/{parent}/answer", json={})
+        body = {
+            "callRequest": {
+                "endpoint": {"type": "PHONE", "phoneNumber": number},
+                "from": "441134960999",
+                "machineDetection": {"enabled": True, **detection},
+            },
+            "conferenceRequest": {},
+        }
+        connected = await self.call("POST", f"{CALLS}/{parent}/connect", json=body)
+        return connected["call"]["id"], connected["conference"]["id"]
 
     async def detected(self, call_id: str, event_type: str, timeout: float = 15) -> dict:
         found = await self.recorder.wait_for(types=[event_type], call_id=call_id, timeout=timeout)
@@ -197,6 +218,27 @@ async def test_line_noise_from_an_uploaded_file_is_no_greeting(app: DetectionApp
     await app.hang_up(call_id)
 
 
+async def test_a_number_whose_file_was_deleted_answers_with_silence(app: DetectionApp):
+    """The file a number's source names is deleted after the number was made: the phone still
+    answers (silence, the failure in its log, its state untouched), detection still decides."""
+    files = {"file": ("greeting.wav", wav_bytes(np.zeros(8000, np.int16)), "audio/wav")}
+    uploaded = (await app.api.post("/calls/1/files", files=files)).json()["id"]
+    number = {
+        "number": "15550700010",
+        "behaviour": "answer",
+        "options": {"answerAfterMs": 50, "source": {"type": "file", "fileId": uploaded}},
+    }
+    assert (await app.api.post("/pstn/1/numbers", json=number)).status_code == 201
+    assert (await app.api.delete(f"/calls/1/files/{uploaded}")).status_code == 200
+    call_id = await app.dial(number["number"], detectionTime=1.5)
+    finished = await app.detected(call_id, "MACHINE_DETECTION_FINISHED", timeout=6)
+    assert result(finished) == "HUMAN"
+    phone = (await app.api.get(f"/pstn/1/calls/{call_id}")).json()
+    assert phone["state"] == "connected"
+    assert any("its source failed" in entry["event"] for entry in phone["log"]), phone["log"]
+    await app.hang_up(call_id)
+
+
 async def test_a_hangup_during_detection_fails_it_before_the_call_ends(app: DetectionApp):
     call_id = await app.dial(SILENT, detectionTime=5)
     await app.detected(call_id, "CALL_ESTABLISHED")
@@ -253,22 +295,29 @@ async def test_a_dialog_child_is_analysed_and_the_caller_hears_it(app: Detection
 
 
 async def test_a_new_call_into_a_conference_is_analysed_there(app: DetectionApp):
-    parent = await app.inbound()
-    await app.call("POST", f"{CALLS}/{parent}/answer", json={})
-    body = {
-        "callRequest": {
-            "endpoint": {"type": "PHONE", "phoneNumber": PERSON},
-            "from": "441134960999",
-            "machineDetection": {"enabled": True},
-        },
-        "conferenceRequest": {},
-    }
-    connected = await app.call("POST", f"{CALLS}/{parent}/connect", json=body)
-    new_call = connected["call"]["id"]
+    new_call, conference = await app.into_a_conference(PERSON)
     assert result(await app.detected(new_call, "MACHINE_DETECTION_FINISHED")) == "HUMAN"
     app.nothing_left()
-    await app.call("POST", f"/calls/1/conferences/{connected['conference']['id']}/hangup")
+    await app.call("POST", f"/calls/1/conferences/{conference}/hangup")
     await app.recorder.wait_for(types=["CONFERENCE_FINISHED"])
+
+
+async def test_a_call_removed_from_its_conference_fails_detection(app: DetectionApp):
+    """Heard through the room: once out of it nothing more is heard, so detection fails at
+    once (not only when the call ends) and leaves no tap on the room."""
+    new_call, conference = await app.into_a_conference(SILENT, detectionTime=5)
+    await app.recorder.wait_for(types=["PARTICIPANT_JOINED"], call_id=new_call)
+    assert app.gateway.detection.running == 1
+    await app.call("DELETE", f"/calls/1/conferences/{conference}/call/{new_call}")
+    failed = await app.detected(new_call, "MACHINE_DETECTION_FAILED", timeout=3)
+    assert "left the conference" in failed["properties"]["reason"]
+    await app.recorder.wait_for(types=["PARTICIPANT_REMOVED"], call_id=new_call)
+    kinds = [e["type"] for e in app.recorder.events() if e.get("callId") == new_call]
+    assert kinds.index("MACHINE_DETECTION_FAILED") < kinds.index("PARTICIPANT_REMOVED")
+    assert "CALL_FINISHED" not in kinds  # the call goes on, out of the conference
+    app.nothing_left()
+    await app.hang_up(new_call)
+    assert app.sequence(new_call).count("MACHINE_DETECTION_FAILED") == 1
 
 
 @pytest.mark.parametrize(

@@ -7,7 +7,8 @@ the confidence of each) comes within ``detectionTime``; after MACHINE, with a
 (BEEP, SILENCE or TIMEOUT). Listening taps the leg, which pulls a bypassed dialog into the media
 path; the tap goes when detection ends, and the media may go back to bypass. A leg of a
 conference is heard through the room's tap instead. A call that ends (or moves into a
-conference) while detection runs gets the matching ``*_FAILED`` before its own events.
+conference, or leaves the one it is heard in) while detection runs gets the matching
+``*_FAILED`` before its own events.
 
 The detectors of every leg are fed once per tick, after the media plane's tick, from the frames
 the taps kept: the tick itself only copies a row.
@@ -68,6 +69,7 @@ class MachineDetection:
         self._heard: dict[str, np.ndarray] = {}  # this tick's frame of each leg listened to
         calls.observe(self._on_call_event)
         calls.observe_before(self._before_change)
+        conferences.observe_participants(self._on_participant)
 
     @property
     def running(self) -> int:
@@ -114,7 +116,8 @@ class MachineDetection:
                     self._report(run, outcome)
             except Exception:
                 log.exception("call %s: machine detection failed", leg_id)
-                self._end(run, "Machine detection failed on this call's audio")
+                leg = self._calls.get(leg_id)
+                self._end(run, leg, "Machine detection failed on this call's audio")
                 continue
             if run.detector.finished:
                 self._stop(run)
@@ -158,13 +161,22 @@ class MachineDetection:
             if change == ENDING
             else "The call moved into a conference before detection finished"
         )
-        self._end(run, reason)
+        self._end(run, leg, reason)  # this leg: an ending one is no longer live
 
-    def _end(self, run: _Run, reason: str) -> None:
+    def _on_participant(self, conference_id: str, call_id: str, joined: bool) -> None:
+        """A call heard through a room leaves it (removed, not ended): nothing more is heard."""
+        run = self._runs.get(call_id)
+        if run is None or joined or run.conference_id != conference_id:
+            return
+        leg = self._calls.live(call_id)
+        if leg is not None:
+            self._end(run, leg, "The call left the conference before detection finished")
+
+    def _end(self, run: _Run, leg: Leg, reason: str) -> None:
         """The run stops unfinished: the event of the step it was in fails."""
         self._stop(run)
         kind = "MACHINE_MESSAGE" if run.verdict is not None else "MACHINE"
-        self._fail(self._calls.get(run.leg_id), f"{kind}_DETECTION_FAILED", reason)
+        self._fail(leg, f"{kind}_DETECTION_FAILED", reason)
 
     def _stop(self, run: _Run) -> None:
         if self._runs.pop(run.leg_id, None) is None:
