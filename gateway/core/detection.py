@@ -32,13 +32,9 @@ from gateway.core.leg import Leg
 from gateway.core.ports import EventSink
 from gateway.core.views import call_envelope
 from gateway.media.amd import AmdSettings, MachineDetector, MachineVerdict, MessageEnd
-from gateway.media.frame import NARROWBAND, samples_per_frame
-from gateway.media.resample import Resampler
 from gateway.timeutil import utcnow
 
 log = logging.getLogger(__name__)
-
-FRAME = samples_per_frame(NARROWBAND)
 
 
 @dataclass
@@ -48,7 +44,6 @@ class _Run:
     tap: Callable[[Sequence[str], np.ndarray], None]
     conference_id: str | None  # heard through this room's tap, else through the leg's
     verdict: MachineVerdict | None = None
-    resampler: Resampler | None = None  # for a wideband bridge: the detector hears 8 kHz
 
 
 class MachineDetection:
@@ -112,7 +107,7 @@ class MachineDetection:
             if run is None:
                 continue  # ended meanwhile
             try:
-                for outcome in run.detector.feed(self._narrowband(run, frame)):
+                for outcome in run.detector.feed(frame):  # every bridge runs at 8 kHz
                     self._report(run, outcome)
             except Exception:
                 log.exception("call %s: machine detection failed", leg_id)
@@ -121,15 +116,6 @@ class MachineDetection:
                 continue
             if run.detector.finished:
                 self._stop(run)
-
-    @staticmethod
-    def _narrowband(run: _Run, frame: np.ndarray) -> np.ndarray:
-        if frame.shape[-1] == FRAME:
-            return frame
-        if run.resampler is None:
-            rate = frame.shape[-1] * NARROWBAND // FRAME
-            run.resampler = Resampler(rate, NARROWBAND)
-        return run.resampler.process(frame)
 
     def _report(self, run: _Run, outcome: MachineVerdict | MessageEnd) -> None:
         leg = self._calls.live(run.leg_id)
