@@ -118,7 +118,7 @@ class SimulatedNumber:
         for key, value in given.items():
             if key not in names:
                 raise InvalidNumber(
-                    f"options.{key}", f"is not an option of {kind.value} ({', '.join(allowed)})"
+                    f"options.{key}", f"is not an option of {kind.value} ({', '.join(names)})"
                 )
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise InvalidNumber(f"options.{key}", "must be a whole number >= 0")
