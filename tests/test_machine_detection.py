@@ -411,3 +411,17 @@ async def test_bad_machine_detection_is_refused(
 
 def seconds_between(first: dict, second: dict) -> float:
     return (parse_time(second["timestamp"]) - parse_time(first["timestamp"])).total_seconds()
+
+
+async def test_a_run_whose_audio_stops_coming_fails_on_the_wall_clock(app: DetectionApp):
+    """The detector counts audio time: with its frames gone (here its tap taken away, as the
+    plane drops a tap that raised), the run still ends, shortly after it could last decide."""
+    call_id = await app.dial(SILENT, detectionTime=1)
+    established = await app.detected(call_id, "CALL_ESTABLISHED")
+    run = app.gateway.detection._runs[call_id]
+    app.gateway.bridges.untap(call_id, run.tap)
+    failed = await app.detected(call_id, "MACHINE_DETECTION_FAILED", timeout=6)
+    assert "stopped" in failed["properties"]["reason"]
+    assert seconds_between(established, failed) == pytest.approx(3.0, abs=0.6)
+    app.nothing_left()
+    await app.hang_up(call_id)

@@ -57,23 +57,27 @@ class MachineDetection(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     enabled: bool
-    messageDetectionTimeout: Annotated[int, Field(ge=0, le=60)] = 0
-    detectionTime: Annotated[float, Field(ge=1, le=5)] = 3.7
+    messageDetectionTimeout: Annotated[int | None, Field(ge=0, le=60)] = None  # None: 0
+    detectionTime: Annotated[float | None, Field(ge=1, le=5)] = None  # None: 3.7
 
     @model_validator(mode="after")
     def _detection_before_timeout(self) -> MachineDetection:
-        timeout = self.messageDetectionTimeout
-        if self.enabled and timeout and self.detectionTime >= timeout:
+        asked = self.request()
+        if asked and asked.message_timeout and asked.detection_time >= asked.message_timeout:
             raise ValueError(
                 "detectionTime must be lower than messageDetectionTimeout "
-                f"({self.detectionTime} >= {timeout})"
+                f"({asked.detection_time} >= {asked.message_timeout})"
             )
         return self
 
     def request(self) -> MachineDetectionRequest | None:
         if not self.enabled:
             return None
-        return MachineDetectionRequest(self.detectionTime, self.messageDetectionTimeout)
+        defaults = MachineDetectionRequest()
+        return MachineDetectionRequest(
+            defaults.detection_time if self.detectionTime is None else self.detectionTime,
+            self.messageDetectionTimeout or 0,
+        )
 
 
 def machine_detection(body: MachineDetection | None) -> MachineDetectionRequest | None:

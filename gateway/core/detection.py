@@ -36,6 +36,8 @@ from gateway.timeutil import utcnow
 
 log = logging.getLogger(__name__)
 
+OVERDUE_GRACE = 2.0  # seconds after the latest moment a run could decide: its audio stopped
+
 
 @dataclass
 class _Run:
@@ -44,6 +46,7 @@ class _Run:
     tap: Callable[[Sequence[str], np.ndarray], None]
     conference_id: str | None  # heard through this room's tap, else through the leg's
     verdict: MachineVerdict | None = None
+    overdue: asyncio.TimerHandle | None = None  # fails a run whose audio stopped coming
 
 
 class MachineDetection:
@@ -97,6 +100,10 @@ class MachineDetection:
             self._fail(leg, "MACHINE_DETECTION_FAILED", "The call has no audio to analyse")
             return
         self._runs[leg_id] = run
+        # The detector counts audio time; should the frames stop (a tap dropped, a port gone),
+        # the wall clock ends the run a little after the last moment it could have decided.
+        longest = max(request.detection_time, request.message_timeout)
+        run.overdue = loop.call_later(longest + OVERDUE_GRACE, self._overdue, leg_id)
 
     # -- every tick -----------------------------------------------------------------------
 
@@ -158,6 +165,11 @@ class MachineDetection:
         if leg is not None:
             self._end(run, leg, "The call left the conference before detection finished")
 
+    def _overdue(self, leg_id: str) -> None:
+        run, leg = self._runs.get(leg_id), self._calls.live(leg_id)
+        if run is not None and leg is not None:
+            self._end(run, leg, "The call's audio stopped reaching the detector")
+
     def _end(self, run: _Run, leg: Leg, reason: str) -> None:
         """The run stops unfinished: the event of the step it was in fails."""
         self._stop(run)
@@ -167,6 +179,8 @@ class MachineDetection:
     def _stop(self, run: _Run) -> None:
         if self._runs.pop(run.leg_id, None) is None:
             return
+        if run.overdue is not None:
+            run.overdue.cancel()
         self._heard.pop(run.leg_id, None)
         if run.conference_id is not None:
             self._conferences.untap(run.conference_id, run.tap)

@@ -27,14 +27,19 @@ async def answered_pair(api: httpx.AsyncClient) -> tuple[str, str]:
                                             "options": {"answerAfterMs": 10}})  # fmt: skip
     caller = (await api.post("/pstn/1/calls", json={"from": "15557654321", "to": DID})).json()
     await api.post(f"/calls/1/calls/{caller['callId']}/answer", json={})
+    return caller["callId"], await answered_call_to(api, "15550002222")
+
+
+async def answered_call_to(api: httpx.AsyncClient, number: str) -> str:
+    """The app calls a simulated number; once it answered: the call's id."""
     callee = await api.post("/calls/1/calls", json={
-        "endpoint": {"type": "PHONE", "phoneNumber": "15550002222"},
+        "endpoint": {"type": "PHONE", "phoneNumber": number},
         "from": "441134960999", "callsConfigurationId": "audio"})  # fmt: skip
     callee_id = callee.json()["id"]
     async with asyncio.timeout(5):
         while (await api.get(f"/calls/1/calls/{callee_id}")).json()["state"] != "ESTABLISHED":
             await asyncio.sleep(0.01)
-    return caller["callId"], callee_id
+    return callee_id
 
 
 async def run_ticks(plane: MediaPlane, count: int) -> None:
@@ -124,13 +129,7 @@ async def test_a_file_source_and_a_numbers_source_from_its_answer(gateway: Gatew
         "type": "tone",
         "frequency": 700.0,
     }
-    second = await api.post("/calls/1/calls", json={
-        "endpoint": {"type": "PHONE", "phoneNumber": "15550003333"},
-        "from": "441134960999", "callsConfigurationId": "audio"})  # fmt: skip
-    second_id = second.json()["id"]
-    async with asyncio.timeout(5):
-        while (await api.get(f"/calls/1/calls/{second_id}")).json()["state"] != "ESTABLISHED":
-            await asyncio.sleep(0.01)
+    second_id = await answered_call_to(api, "15550003333")
     plane = MediaPlane()
     bridges = MediaBridges(gateway.calls, plane)
     assert bridges.join(caller, second_id)

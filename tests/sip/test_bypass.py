@@ -382,8 +382,16 @@ async def test_machine_detection_holds_the_callee_in_the_media_path_only_while_i
     await subscribe(world, "amd", "MACHINE_DETECTION_FINISHED")
     detection = {"enabled": True, "detectionTime": 2}
     parent, child = await phones.call_through_a_dialog(machineDetection=detection)
-    assert gateway.bridges.path(parent, child) is MediaPath.MIX
-    await world.recorder.wait_for(types=["MACHINE_DETECTION_FINISHED"], call_id=child, timeout=10)
+    verdict = asyncio.create_task(
+        world.recorder.wait_for(types=["MACHINE_DETECTION_FINISHED"], call_id=child, timeout=10)
+    )
+    looks = 0
+    while gateway.detection.running:  # mixed (through the gateway) while detection runs
+        assert gateway.bridges.path(parent, child) is MediaPath.MIX
+        looks += 1
+        await asyncio.sleep(0.02)
+    assert looks > 10  # it was looked at while running, for more than a moment
+    await verdict
     heard = await phones.packets(child)
     assert heard[f"{child} in"] > 20  # the callee's audio came through the gateway
     await path_becomes(gateway, parent, child, MediaPath.BYPASS)
