@@ -373,6 +373,11 @@ class CallControl:
             for observer in list(self._dtmf_observers):
                 observer(live.leg, digit)
 
+    def fail_soon(self, leg_id: str, cause: ErrorCode) -> None:
+        """An adapter cannot place the call it was asked to (nobody to reach): the platform
+        ends it with ``cause`` right after the request that created it has been answered."""
+        asyncio.get_running_loop().call_soon(self.on_ended, leg_id, cause, HangupSource.PLATFORM)
+
     def on_ended(
         self, leg_id: str, cause: ErrorCode, source: HangupSource = HangupSource.ENDPOINT
     ) -> None:

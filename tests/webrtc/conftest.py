@@ -30,6 +30,18 @@ class WebRtcWorld:
     recorder: WebhookRecorder
     ws_url: str
 
+    async def dialog_to(self, identity: str) -> tuple[str, str]:
+        """A simulated phone calls the app, which dials ``identity`` in a dialog: the ids of
+        the phone's call and of the new WEBRTC call (ringing at the identity's sockets)."""
+        placed = await self.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
+        parent = placed.json()["callId"]
+        await self.recorder.wait_for(types=["CALL_RECEIVED"], call_id=parent)
+        child_request = {"endpoint": {"type": "WEBRTC", "identity": identity}}
+        body = {"parentCallId": parent, "childCallRequest": child_request}
+        created = await self.api.post("/calls/1/dialogs", json=body)
+        assert created.status_code == 201, created.text
+        return parent, created.json()["childCall"]["id"]
+
     async def token(self, identity: str, **extra: object) -> str:
         body = {"identity": identity, "applicationId": CONFIG, **extra}
         issued = await self.api.post("/webrtc/1/token", json=body)

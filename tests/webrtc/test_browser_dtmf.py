@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from tests.webrtc.browser import chromium, needs_chromium, open_softphone
-from tests.webrtc.conftest import CALLER, DID, WebRtcWorld
+from tests.webrtc.conftest import WebRtcWorld
 from tests.webrtc.test_browser import PAGE_TONE, base_url, phone_hears, props
 from tests.webrtc.test_webrtc_dtmf import rtpmaps
 
@@ -44,17 +44,7 @@ async def test_the_keypad_sends_rfc_4733_events(world: WebRtcWorld, tmp_path):
         page = await open_softphone(browser, base_url(world), await world.token("tess"))
         offer = await page.evaluate(CHROMIUMS_OFFER)
         assert {"telephone-event/48000", "telephone-event/8000"} <= set(rtpmaps(offer))
-        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
-        parent = placed.json()["callId"]
-        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=parent)
-        created = await world.api.post(
-            "/calls/1/dialogs",
-            json={
-                "parentCallId": parent,
-                "childCallRequest": {"endpoint": {"type": "WEBRTC", "identity": "tess"}},
-            },
-        )
-        call_id = created.json()["childCall"]["id"]
+        parent, call_id = await world.dialog_to("tess")
         await page.locator("#answer").wait_for(state="visible", timeout=5000)
         await page.click("#answer")
         await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)

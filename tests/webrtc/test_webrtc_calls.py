@@ -226,17 +226,7 @@ async def test_keys_and_mute_from_the_page(world: WebRtcWorld):
     """``dtmf`` messages are key presses (here unsolicited DTMF_CAPTURED); while muted the
     page is heard as silence."""
     async with WebRtcTestPeer(world.ws_url, await world.token("hank"), tone_hz=700) as peer:
-        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
-        parent = placed.json()["callId"]
-        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=parent)
-        created = await world.api.post(
-            "/calls/1/dialogs",
-            json={
-                "parentCallId": parent,
-                "childCallRequest": {"endpoint": {"type": "WEBRTC", "identity": "hank"}},
-            },
-        )
-        child = created.json()["childCall"]["id"]
+        parent, child = await world.dialog_to("hank")
         await peer.answer(await peer.expect("incoming"))
         await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
         await peer.dtmf("4#")

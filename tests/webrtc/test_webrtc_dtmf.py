@@ -17,7 +17,7 @@ from aiortc.exceptions import OperationError
 
 from gateway.testing.audio import dominant_frequency
 from gateway.testing.webrtc_peer import WebRtcTestPeer
-from tests.webrtc.conftest import CALLER, DID, WebRtcWorld
+from tests.webrtc.conftest import WebRtcWorld
 from tests.webrtc.test_webrtc_calls import phone_heard, props
 from trunks.webrtc import telephone_event
 from trunks.webrtc.media import OutboundTrack
@@ -48,17 +48,7 @@ async def quiet_for(world: WebRtcWorld, ticks: int) -> None:
 
 async def test_key_presses_in_the_peers_rtp_are_captured_once_each(world):
     async with WebRtcTestPeer(world.ws_url, await world.token("rita"), tone_hz=700) as peer:
-        placed = await world.api.post("/pstn/1/calls", json={"from": CALLER, "to": DID})
-        parent = placed.json()["callId"]
-        await world.recorder.wait_for(types=["CALL_RECEIVED"], call_id=parent)
-        created = await world.api.post(
-            "/calls/1/dialogs",
-            json={
-                "parentCallId": parent,
-                "childCallRequest": {"endpoint": {"type": "WEBRTC", "identity": "rita"}},
-            },
-        )
-        child = created.json()["childCall"]["id"]
+        parent, child = await world.dialog_to("rita")
         incoming = await peer.expect("incoming")
         offered = rtpmaps(incoming["sdp"])
         assert offered == [

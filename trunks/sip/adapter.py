@@ -14,7 +14,6 @@ target, and any change of its own media is reported to the core (``on_media_chan
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
@@ -151,12 +150,7 @@ class SipTrunkAdapter:
         targets = self._targets(trunk, str(leg.endpoint["username"])) if trunk else []
         if trunk is None or not targets or not trunk.enabled:
             # Not registered, no destination, or disabled: fail after create-call has answered.
-            asyncio.get_running_loop().call_soon(
-                self._control.on_ended,
-                leg.id,
-                errors.DESTINATION_UNAVAILABLE,
-                HangupSource.PLATFORM,
-            )
+            self._control.fail_soon(leg.id, errors.DESTINATION_UNAVAILABLE)
             return
         await self._make_offer(leg.id)
         self._dial(leg, targets)

@@ -104,12 +104,7 @@ class WebRtcAdapter:
     async def originate(self, leg: Leg) -> None:
         sockets = self._signalling.sockets(str(leg.endpoint["identity"]))
         if not sockets:  # nobody signed in as this identity
-            asyncio.get_running_loop().call_soon(
-                self._control.on_ended,
-                leg.id,
-                errors.DESTINATION_UNAVAILABLE,
-                HangupSource.PLATFORM,
-            )
+            self._control.fail_soon(leg.id, errors.DESTINATION_UNAVAILABLE)
             return
         call = self._new_call(leg.id, outbound=True)
         prefer_voice_codecs(call.pc.addTransceiver(call.port.outbound, direction="sendrecv"))
