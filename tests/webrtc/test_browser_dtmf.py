@@ -51,7 +51,9 @@ async def test_the_keypad_sends_rfc_4733_events(world: WebRtcWorld, tmp_path):
         answer = next(m for m in received if m["type"] == "answer")
         assert {"telephone-event/48000", "telephone-event/8000"} <= set(rtpmaps(answer["sdp"]))
         await page.locator("#state").filter(has_text="In call").wait_for(timeout=5000)
-        can_insert = "window.softphone.client._dtmfSender() !== null"
+        # A function, not an expression: Playwright polls an expression with eval(), which the
+        # page's CSP (no 'unsafe-eval') refuses once the first look is false.
+        can_insert = "() => window.softphone.client._dtmfSender() !== null"
         await page.wait_for_function(can_insert, timeout=5000)  # DTLS up, events negotiated
 
         for key in "3#7":
