@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fractions
 import itertools
 import json
 from collections import deque
@@ -29,10 +28,11 @@ from aiortc import MediaStreamTrack, RTCPeerConnection, RTCRtpSender, RTCSession
 from aiortc.mediastreams import MediaStreamError
 from aiortc.rtp import is_rtcp
 from aiortc.sdp import SessionDescription
-from av import AudioFrame, AudioResampler
+from av import AudioResampler
 
 from gateway.media.dtmf_event import EventPacket, digit_packets
 from gateway.media.rtp import unpack_rtp
+from trunks.webrtc.media import PacedTrack
 from trunks.webrtc.peer import IceSettings, new_peer_connection
 from trunks.webrtc.telephone_event import is_telephone_event
 
@@ -40,37 +40,20 @@ RATE = 8000
 SAMPLES = RATE // 50
 
 
-class ToneTrack(MediaStreamTrack):
+class ToneTrack(PacedTrack):
     """A sine (or silence when ``frequency`` is None) in 20 ms frames at real-time pace."""
-
-    kind = "audio"
 
     def __init__(self, frequency: float | None, amplitude: float = 0.3) -> None:
         super().__init__()
         self.frequency = frequency
         self._amplitude = amplitude
-        self._sent = 0
-        self._start: float | None = None
 
-    async def recv(self) -> AudioFrame:
-        if self.readyState != "live":
-            raise MediaStreamError
-        loop = asyncio.get_running_loop()
-        if self._start is None:
-            self._start = loop.time()
-        else:
-            await asyncio.sleep(max(0.0, self._start + self._sent * 0.02 - loop.time()))
-        n = np.arange(self._sent * SAMPLES, (self._sent + 1) * SAMPLES)
+    def next_samples(self, index: int) -> np.ndarray:
         if self.frequency is None:
-            samples = np.zeros(SAMPLES, dtype=np.int16)
-        else:
-            wave = self._amplitude * np.sin(2 * np.pi * self.frequency * n / RATE)
-            samples = (wave * 32767).astype(np.int16)
-        frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate, frame.pts = RATE, self._sent * SAMPLES
-        frame.time_base = fractions.Fraction(1, RATE)
-        self._sent += 1
-        return frame
+            return np.zeros(SAMPLES, dtype=np.int16)
+        n = np.arange(index * SAMPLES, (index + 1) * SAMPLES)
+        wave = self._amplitude * np.sin(2 * np.pi * self.frequency * n / RATE)
+        return (wave * 32767).astype(np.int16)
 
 
 class EventInjector:

@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import fractions
 import logging
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
 
@@ -33,20 +34,20 @@ MAX_QUEUED = 6  # past this, the oldest frames go: latency stays bounded (120 ms
 TIME_BASE = fractions.Fraction(1, NARROWBAND)
 
 
-class OutboundTrack(MediaStreamTrack):
-    """What the endpoint hears: the frames the plane wrote, at 20 ms pace, else silence."""
+class PacedTrack(MediaStreamTrack, ABC):
+    """An audio track of 20 ms 8 kHz frames on an absolute timeline from its first frame (a
+    late ``recv`` does not push the later ones back); subclasses say what each frame holds."""
 
     kind = "audio"
 
     def __init__(self) -> None:
         super().__init__()
-        self._frames: deque[np.ndarray] = deque(maxlen=MAX_QUEUED)
         self._start: float | None = None
         self._sent = 0
-        self._silence = np.zeros(SAMPLES, dtype=np.int16)
 
-    def put(self, samples: np.ndarray) -> None:
-        self._frames.append(samples)
+    @abstractmethod
+    def next_samples(self, index: int) -> np.ndarray:
+        """Frame ``index``'s 160 int16 samples."""
 
     async def recv(self) -> AudioFrame:
         if self.readyState != "live":
@@ -57,15 +58,30 @@ class OutboundTrack(MediaStreamTrack):
         else:
             due = self._start + self._sent * SAMPLES / NARROWBAND
             await asyncio.sleep(max(0.0, due - loop.time()))
-        while len(self._frames) > PREBUFFER:  # a backlog (the start, a stall): catch up
-            self._frames.popleft()
-        samples = self._frames.popleft() if self._frames else self._silence
+        samples = self.next_samples(self._sent)
         frame = AudioFrame.from_ndarray(samples.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = NARROWBAND
         frame.pts = self._sent * SAMPLES
         frame.time_base = TIME_BASE
         self._sent += 1
         return frame
+
+
+class OutboundTrack(PacedTrack):
+    """What the endpoint hears: the frames the plane wrote, at 20 ms pace, else silence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._frames: deque[np.ndarray] = deque(maxlen=MAX_QUEUED)
+        self._silence = np.zeros(SAMPLES, dtype=np.int16)
+
+    def put(self, samples: np.ndarray) -> None:
+        self._frames.append(samples)
+
+    def next_samples(self, index: int) -> np.ndarray:
+        while len(self._frames) > PREBUFFER:  # a backlog (the start, a stall): catch up
+            self._frames.popleft()
+        return self._frames.popleft() if self._frames else self._silence
 
 
 class WebRtcMediaPort:
