@@ -16,6 +16,7 @@ from tests.conftest import API_KEY
 from tests.sip.baresip import BARESIP, Account, Baresip
 from tests.webrtc.browser import chromium, needs_chromium, open_softphone, page_hears, until
 from tests.webrtc.conftest import CALLER, CONFIG, DID, WebRtcWorld
+from tests.webrtc.test_webrtc_calls import phone_hears
 
 pytestmark = needs_chromium
 
@@ -35,17 +36,6 @@ async def phone_peak(world: WebRtcWorld, call_id: str) -> int:
     """The loudest sample of the last 0.3 s the simulated phone heard."""
     pcm, rate = read_wav((await world.api.get(f"/pstn/1/calls/{call_id}/heard")).content)
     return int(abs(pcm[-int(0.3 * rate) :].astype(int)).max())
-
-
-async def phone_hears(world: WebRtcWorld, call_id: str, hz: float) -> None:
-    """Until the simulated phone's last 0.3 s of what it heard has ``hz`` as its tone."""
-
-    async def probe() -> float:
-        heard = await world.api.get(f"/pstn/1/calls/{call_id}/heard")
-        pcm, rate = read_wav(heard.content)
-        return dominant_frequency(pcm[-int(0.3 * rate) :], rate)
-
-    await until(probe, lambda f: abs(f - hz) < 10)
 
 
 async def test_the_page_answers_a_call_from_the_app_hears_it_and_sends_keys(

@@ -20,6 +20,17 @@ async def phone_heard(world: WebRtcWorld, call_id: str, seconds: float):
     return pcm[-int(seconds * rate) :]
 
 
+async def phone_hears(world: WebRtcWorld, call_id: str, hz: float) -> None:
+    """Until the last 0.3 s the simulated phone heard is a tone of ``hz`` (nothing heard yet,
+    or too little, is not yet)."""
+    async with asyncio.timeout(5):
+        while True:
+            heard = await phone_heard(world, call_id, 0.3)
+            if len(heard) == 2400 and abs(dominant_frequency(heard, 8000) - hz) < 10:
+                return
+            await asyncio.sleep(0.05)
+
+
 async def test_a_phone_and_a_webrtc_peer_in_a_dialog_hear_each_other(world: WebRtcWorld):
     async with WebRtcTestPeer(world.ws_url, await world.token("alice"), tone_hz=440) as peer:
         await peer.expect("registered")
@@ -236,17 +247,13 @@ async def test_keys_and_mute_from_the_page(world: WebRtcWorld):
         assert [props(e)["dtmf"] for e in captured] == ["4", "#"]
         await peer.send({"type": "dtmf", "callId": child, "digits": "x"})
         assert "digits" in (await peer.expect("error"))["reason"]
-        async with asyncio.timeout(5):  # the tone reaches the phone
-            while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
-                await asyncio.sleep(0.05)
+        await phone_hears(world, parent, 700)  # the tone reaches the phone
         await peer.mute()
         async with asyncio.timeout(5):
             while np.abs(await phone_heard(world, parent, 0.3)).max() > 0:
                 await asyncio.sleep(0.05)
         await peer.mute(False)
-        async with asyncio.timeout(5):
-            while abs(dominant_frequency(await phone_heard(world, parent, 0.3), 8000) - 700) > 10:
-                await asyncio.sleep(0.05)
+        await phone_hears(world, parent, 700)
         changes = await world.recorder.wait_for(2, types=["CALL_MEDIA_CHANGED"], call_id=child)
         assert [props(e) for e in changes] == [media(user_muted=True), media(user_muted=False)]
         await peer.mute(False)  # no change, no event
@@ -367,9 +374,7 @@ async def test_a_peer_calls_in_and_meets_a_phone_in_a_conference(world: WebRtcWo
         )
         await peer.wait_heard(0.6)
         assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 800) < 10
-        async with asyncio.timeout(5):
-            while abs(dominant_frequency(await phone_heard(world, phone, 0.3), 8000) - 500) > 10:
-                await asyncio.sleep(0.05)
+        await phone_hears(world, phone, 500)
         await peer.mute()  # the person mutes: the app sees the participant muted by itself
         changed = await world.recorder.wait_for(types=["PARTICIPANT_MEDIA_CHANGED"], call_id=webrtc)
         assert changed[0]["conferenceId"] == conference
@@ -468,9 +473,7 @@ async def test_a_webrtc_endpoint_is_added_to_a_conference(world: WebRtcWorld):
         await world.recorder.wait_for(types=["PARTICIPANT_JOINED"], call_id=webrtc)
         await peer.wait_heard(0.6)
         assert abs(dominant_frequency(peer.heard_audio(0.5), 8000) - 900) < 10
-        async with asyncio.timeout(5):
-            while abs(dominant_frequency(await phone_heard(world, phone, 0.3), 8000) - 450) > 10:
-                await asyncio.sleep(0.05)
+        await phone_hears(world, phone, 450)
         await world.api.post(f"/calls/1/conferences/{conference}/hangup")
         await world.recorder.wait_for(types=["CALL_FINISHED"], call_id=webrtc)
     assert world.gateway.webrtc.peer_count == 0

@@ -15,23 +15,12 @@ import pytest
 from aiortc import RTCRtpSender
 from aiortc.exceptions import OperationError
 
-from gateway.testing.audio import dominant_frequency
 from gateway.testing.webrtc_peer import WebRtcTestPeer
 from tests.webrtc.conftest import WebRtcWorld
-from tests.webrtc.test_webrtc_calls import phone_heard, props
+from tests.webrtc.test_webrtc_calls import phone_hears, props
 from trunks.webrtc import telephone_event
 from trunks.webrtc.media import OutboundTrack
 from trunks.webrtc.peer import IceSettings, new_peer_connection
-
-
-async def phone_hears(world: WebRtcWorld, call_id: str, hz: float) -> None:
-    """Until the last 0.3 s the simulated phone heard is a tone of ``hz``."""
-    async with asyncio.timeout(5):
-        while True:
-            heard = await phone_heard(world, call_id, 0.3)
-            if len(heard) == 2400 and abs(dominant_frequency(heard, 8000) - hz) < 10:
-                return
-            await asyncio.sleep(0.05)
 
 
 def rtpmaps(sdp: str) -> list[str]:
