@@ -85,7 +85,8 @@ class RoleBody(BaseModel):
 
 
 class JoinOptions(BaseModel):
-    """How a call joins; ringback generation is accepted and not generated yet."""
+    """How a call joins: at early media, or once answered with the room hearing a ringback
+    of ours meanwhile."""
 
     model_config = ConfigDict(extra="forbid")
     connectOnEarlyMedia: bool = False
@@ -98,6 +99,10 @@ class JoinOptions(BaseModel):
                 "connectOnEarlyMedia cannot be true when ringbackGeneration is enabled"
             )
         return self
+
+    @property
+    def ringback(self) -> bool:
+        return bool(self.ringbackGeneration and self.ringbackGeneration.enabled)
 
 
 class AddNewCallBody(JoinOptions):
@@ -227,7 +232,11 @@ async def connect_with_new_call(
     spec = (body.conferenceRequest or ActionConferenceBody()).spec()
     try:
         conference, leg = await control.connect_with_new_call(
-            call_id, body.callRequest.new_call(), body.connectOnEarlyMedia, spec
+            call_id,
+            body.callRequest.new_call(),
+            body.connectOnEarlyMedia,
+            spec,
+            ringback=body.ringback,
         )
     except CallError as error:
         raise _error(error) from None
@@ -300,7 +309,10 @@ async def add_new_call(
 ) -> dict[str, Any]:
     try:
         conference, leg = await control.add_new(
-            conference_id, body.callRequest.new_call(), body.connectOnEarlyMedia
+            conference_id,
+            body.callRequest.new_call(),
+            body.connectOnEarlyMedia,
+            ringback=body.ringback,
         )
     except CallError as error:
         raise _error(error) from None
@@ -317,7 +329,11 @@ async def add_existing_call(
     body = body or AddExistingCallBody()
     try:
         conference = await control.add_existing(
-            conference_id, call_id, body.connectOnEarlyMedia, body.customData
+            conference_id,
+            call_id,
+            body.connectOnEarlyMedia,
+            body.customData,
+            ringback=body.ringback,
         )
     except CallError as error:
         raise _error(error) from None

@@ -10,6 +10,11 @@ participant has left, the conference finishes for good (CONFERENCE_FINISHED).
 
 Every CONFERENCE_*/PARTICIPANT_* event of a conference shares one ordering key, the
 conference id; the participants' CALL_* events keep their calls' keys.
+
+``ringbackGeneration``: while an outbound call added with it rings (from its first
+CALL_RINGING, or its early media, until it joins, fails or is removed), the participants
+whose audio was in the room at that first ring hear a ringback of our own, one overlay of the
+room for all such calls; the ringing call itself is not in the room yet and hears nothing.
 """
 
 from __future__ import annotations
@@ -41,12 +46,15 @@ from gateway.core.ports import ConfigurationDirectory, EventSink
 from gateway.core.views import _compact, _seconds, media_properties
 from gateway.media.plane import Bridge, FrameSource, MediaPlane, Overlay
 from gateway.media.port import MediaPort
+from gateway.media.ringback import TONES, Ringback, RingbackTone
 from gateway.media.vad import TalkDetector
 from gateway.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 15
+_RINGS = (LegState.RINGING, LegState.PRE_ESTABLISHED)  # a call placed, ringing or announcing
+_RING_EVENTS = ("CALL_RINGING", "CALL_PRE_ESTABLISHED")
 
 # Sees each tick's frames of a conference room: one row per joined call with audio, the
 # call ids in row order, then a row per prompt played to the room (as MediaBridges' taps).
@@ -166,6 +174,9 @@ class _Room:
     bridge: Bridge | None = None
     ports: dict[str, MediaPort] = field(default_factory=dict)  # call id -> port in the bridge
     waiting: dict[str, bool] = field(default_factory=dict)  # call id -> joins on early media
+    # Calls added with ringback generation that have not joined: call id -> has rung yet.
+    ringback_calls: dict[str, bool] = field(default_factory=dict)
+    ringback: Overlay | None = None  # in ``overlays`` while a ringback call rings
     timer: asyncio.TimerHandle | None = None
     ending: bool = False
     had_joined: bool = False
@@ -185,6 +196,7 @@ class ConferenceControl:
         plane: MediaPlane | None = None,
         dialog_open: Callable[[str], bool] = lambda _dialog_id: True,
         clock: Callable[[], datetime] = utcnow,
+        ringback_tone: RingbackTone = TONES["eu"],
     ) -> None:
         """``dialog_open(dialog_id)`` tells whether a call's dialog still holds it."""
         self._calls = calls
@@ -194,6 +206,7 @@ class ConferenceControl:
         self._plane = plane
         self._dialog_open = dialog_open
         self._clock = clock
+        self.ringback_tone = ringback_tone
         self._rooms: dict[str, _Room] = {}
         self._by_leg: dict[str, _Room] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -303,17 +316,23 @@ class ConferenceControl:
         call_id: str,
         early_media: bool = False,
         custom_data: dict[str, str] | None = None,
+        ringback: bool = False,
     ) -> Conference:
-        """Move a live call in; ``custom_data`` is merged into the call's (saved on joining)."""
+        """Move a live call in; ``custom_data`` is merged into the call's (saved on joining).
+        With ``ringback``, an outbound call still ringing rings the room until it joins."""
         room = self._open_room(conference_id)
         self._check_room_for(room, 1)
         leg = self._free_leg(call_id)
         leg.custom_data.update(custom_data or {})
-        self._admit(room, leg, early_media)
+        self._admit(room, leg, early_media, ringback)
         return room.conference
 
     async def add_new(
-        self, conference_id: str, call: NewCall, early_media: bool = False
+        self,
+        conference_id: str,
+        call: NewCall,
+        early_media: bool = False,
+        ringback: bool = False,
     ) -> tuple[Conference, Leg]:
         """Dial a call that joins once answered (or at early media); the conference's
         configuration and platform own it."""
@@ -335,7 +354,7 @@ class ConferenceControl:
         def admit(leg: Leg) -> None:  # before CALL_STARTED, so that it carries conferenceId
             leg.conference_id = conference.id
             leg.conference_ids.append(conference.id)
-            self._admit(room, leg, early_media)
+            self._admit(room, leg, early_media, ringback)
 
         leg = await self._calls.create_call(request, before_start=admit)
         return conference, leg
@@ -351,7 +370,12 @@ class ConferenceControl:
         return room.conference
 
     async def connect_with_new_call(
-        self, call_id: str, call: NewCall, early_media: bool, spec: ConferenceSpec
+        self,
+        call_id: str,
+        call: NewCall,
+        early_media: bool,
+        spec: ConferenceSpec,
+        ringback: bool = False,
     ) -> tuple[Conference, Leg]:
         """A new conference with an existing call and a new one that joins when answered."""
         leg = self._free_leg(call_id)
@@ -359,7 +383,7 @@ class ConferenceControl:
         room = self._rooms[conference.id]
         self._admit(room, leg, early_media=False)
         try:
-            return await self.add_new(conference.id, call, early_media)
+            return await self.add_new(conference.id, call, early_media, ringback)
         except CallError:  # the new call was refused: take the conference down again
             room.ending = True
             self._leave(room, leg.id, "The new call could not be placed")
@@ -441,11 +465,13 @@ class ConferenceControl:
 
     # -- joining --------------------------------------------------------------------------
 
-    def _admit(self, room: _Room, leg: Leg, early_media: bool) -> None:
+    def _admit(self, room: _Room, leg: Leg, early_media: bool, ringback: bool = False) -> None:
         """The call becomes a participant (JOINING); it joins as soon as it carries media."""
         conference = room.conference
         conference.participants.append(Participant(leg.id, leg.endpoint, user_muted=leg.user_muted))
         room.waiting[leg.id] = early_media
+        if ringback and leg.direction is Direction.OUTBOUND and leg.state.is_alerting:
+            room.ringback_calls[leg.id] = False
         self._by_leg[leg.id] = room
         if leg.conference_id != conference.id:
             self._calls.join_conference(leg.id, conference.id)
@@ -454,6 +480,8 @@ class ConferenceControl:
             self._spawn(self._answer(leg.id))  # the app did not answer: the gateway does
         elif self._ready(room, leg):
             self._join(room, leg)
+        else:
+            self._ring(room, leg)
 
     async def _answer(self, leg_id: str) -> None:
         try:
@@ -472,6 +500,7 @@ class ConferenceControl:
         participant = room.conference.participant(leg.id)
         assert participant is not None
         del room.waiting[leg.id]
+        self._unring(room, leg.id)  # the room hears the call itself from now on
         self._publish_participant("PARTICIPANT_JOINING", room, participant)
         self._attach(room, participant)
         participant.state, participant.join_time = ParticipantState.JOINED, self._clock()
@@ -493,6 +522,8 @@ class ConferenceControl:
                 self._leave(room, leg.id, f"The call has ended ({code})")
             elif leg.id in room.waiting and self._ready(room, leg):
                 self._join(room, leg)
+            elif event in _RING_EVENTS:
+                self._ring(room, leg)
             elif event == "CALL_MEDIA_CHANGED":
                 self._user_muted(room, leg)
         except Exception:
@@ -528,6 +559,7 @@ class ConferenceControl:
         if participant is None:
             return
         joined = room.waiting.pop(call_id, None) is None
+        self._unring(room, call_id)
         if joined and room.talk.forget(call_id):
             self._publish_talk("PARTICIPANT_STOPPED_TALKING", room, call_id)
         self._detach(room, call_id)
@@ -546,6 +578,8 @@ class ConferenceControl:
     def _finish(self, room: _Room) -> None:
         conference = room.conference
         del self._rooms[conference.id]
+        room.ringback_calls.clear()
+        self._unring(room, None)
         if room.timer is not None:
             room.timer.cancel()
         if room.bridge is not None and self._plane is not None:
@@ -577,6 +611,30 @@ class ConferenceControl:
         room.bridge.add(port)
         room.ports[participant.call_id] = port
         self._apply_media(room, participant)
+
+    def _ring(self, room: _Room, leg: Leg) -> None:
+        """A ringback call's first ring: whoever is in the room now hears the ringback (as
+        well as those already hearing it for another ringing call)."""
+        if room.ringback_calls.get(leg.id) is not False or leg.state not in _RINGS:
+            return
+        room.ringback_calls[leg.id] = True
+        hearers = frozenset(id(port) for port in room.ports.values())
+        if room.ringback is not None:
+            room.ringback.hearers = (room.ringback.hearers or frozenset()) | hearers
+        elif hearers and not room.ending:
+            room.ringback = Overlay(Ringback(self.ringback_tone), hearers)
+            room.overlays.append(room.ringback)
+
+    def _unring(self, room: _Room, call_id: str | None) -> None:
+        """A ringback call joined or left: the ringback stops once no such call rings."""
+        if call_id is not None:
+            room.ringback_calls.pop(call_id, None)
+        overlay = room.ringback
+        if overlay is None or any(room.ringback_calls.values()):
+            return
+        room.ringback = None
+        if overlay in room.overlays:
+            room.overlays.remove(overlay)
 
     def _detach(self, room: _Room, call_id: str) -> None:
         port = room.ports.pop(call_id, None)

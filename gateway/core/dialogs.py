@@ -12,6 +12,13 @@ Audio is the media plane's business: ``on_bridge(parent, child)`` says the two l
 hear each other, from the moment both have media (early media included); it comes again when a
 leg's media changes (pre-answer, then answer), so it must be idempotent. ``on_unbridge(parent,
 child)`` comes once, when the dialog starts to end.
+
+``ringbackGeneration`` (an INBOUND parent not answered yet when the dialog is created;
+otherwise ignored, as the Calls API says): from the child's first ring (CALL_RINGING, or its
+early media when it has no ringing) the parent is pre-answered and hears a ringback of our own
+(``on_play(parent, source)``, ``on_unplay`` to stop it) in place of the child's ringing or
+early media, which it does not hear; the tone stops, and the legs are bridged, when the child
+answers, and it stops when the dialog starts to end.
 """
 
 from __future__ import annotations
@@ -40,6 +47,8 @@ from gateway.core.errors import ErrorCode
 from gateway.core.leg import Direction, HangupSource, Leg, LegState, MachineDetectionRequest
 from gateway.core.ports import EventSink
 from gateway.core.views import _compact, _seconds, call_view
+from gateway.media.plane import FrameSource
+from gateway.media.ringback import TONES, Ringback, RingbackTone
 from gateway.timeutil import format_time, utcnow
 
 log = logging.getLogger(__name__)
@@ -67,7 +76,7 @@ class DialogHangupSource(StrEnum):
 
 @dataclass(frozen=True)
 class Propagation:
-    """``propagationOptions``; ringback generation is kept for the media plane to honour."""
+    """``propagationOptions``."""
 
     child_call_hangup: bool = True
     child_call_ringing: bool = False
@@ -135,6 +144,9 @@ class DialogNotFound(CallError):
 
 
 BridgeHook = Callable[[Leg, Leg], object]
+# Plays a frame source to a leg until told to stop (the media plane's business, like bridging).
+PlayHook = Callable[[Leg, FrameSource], object]
+_RINGS = (LegState.RINGING, LegState.PRE_ESTABLISHED)
 _WITH_MEDIA = (LegState.PRE_ESTABLISHED, LegState.ESTABLISHED)
 _Step = Callable[[], Awaitable[Any]]
 
@@ -150,6 +162,8 @@ class _Active:
     releasing: set[str] = field(default_factory=set)  # legs this dialog is hanging up
     timer: asyncio.TimerHandle | None = None
     bridged: bool = False
+    ringback: bool = False  # the parent hears our ringback, not the child, until it answers
+    tone: Ringback | None = None  # the ringback playing to the parent now
 
     @property
     def ending(self) -> bool:
@@ -168,6 +182,9 @@ class DialogControl:
         clock: Callable[[], datetime] = utcnow,
         on_bridge: BridgeHook | None = None,
         on_unbridge: BridgeHook | None = None,
+        on_play: PlayHook | None = None,
+        on_unplay: PlayHook | None = None,
+        ringback_tone: RingbackTone = TONES["eu"],
     ) -> None:
         self._calls = calls
         self._store = store
@@ -175,6 +192,9 @@ class DialogControl:
         self._clock = clock
         self.on_bridge = on_bridge
         self.on_unbridge = on_unbridge
+        self.on_play = on_play
+        self.on_unplay = on_unplay
+        self.ringback_tone = ringback_tone
         self._active: dict[str, _Active] = {}
         self._by_leg: dict[str, _Active] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -259,6 +279,7 @@ class DialogControl:
         dialog = self._new_dialog(str(uuid.uuid4()), parent, child, propagation, max_duration)
         active = self._open(dialog, parent, child)
         self._follow_child(active)
+        self._ring(active)
         self._bridge_if_media(active)
         self._check_established(active)
         return dialog
@@ -318,6 +339,7 @@ class DialogControl:
                 return
             if leg.id == active.child.id:
                 self._follow_child(active)
+            self._ring(active)
             self._bridge_if_media(active)
             if event == "CALL_ESTABLISHED":
                 self._check_established(active)
@@ -336,7 +358,10 @@ class DialogControl:
             return
         if child.state is LegState.ESTABLISHED:
             self._schedule(active, lambda: self._calls.answer(parent.id, None), progress=True)
-        elif child.state is LegState.PRE_ESTABLISHED and parent.state is LegState.RINGING:
+        elif parent.state is LegState.RINGING and (
+            child.state is LegState.PRE_ESTABLISHED
+            or (child.state is LegState.RINGING and active.ringback)
+        ):  # the parent gets early media: the child's, or our ringback
             self._schedule(active, lambda: self._calls.pre_answer(parent.id, None), progress=True)
         elif (
             child.state is LegState.RINGING
@@ -344,6 +369,38 @@ class DialogControl:
             and parent.state is LegState.RINGING
         ):
             self._schedule(active, lambda: self._calls.send_ringing(parent.id), progress=True)
+
+    def _ring(self, active: _Active) -> None:
+        """Ringback: the parent rings while the child rings (once the parent has media to
+        hear it on); over for good once the child answers."""
+        if not active.ringback:
+            return
+        parent, child = active.legs()
+        if active.ending or child.state not in _RINGS:
+            if child.state is LegState.ESTABLISHED or active.ending:
+                active.ringback = False
+            self._silence(active)
+        elif active.tone is None and parent.state in _WITH_MEDIA and self.on_play is not None:
+            tone = Ringback(self.ringback_tone)
+            try:
+                playing = self.on_play(parent, tone)
+            except Exception:
+                log.exception("dialog %s: ringback could not be played", active.dialog.id)
+                playing = False
+            if playing:
+                active.tone = tone
+
+    def _silence(self, active: _Active) -> None:
+        """Stop the ringback, if it plays; nothing of it is left."""
+        tone, active.tone = active.tone, None
+        if tone is None:
+            return
+        tone.stop()
+        if self.on_unplay is not None:
+            try:
+                self.on_unplay(active.parent, tone)
+            except Exception:
+                log.exception("dialog %s: ringback could not be stopped", active.dialog.id)
 
     def _check_established(self, active: _Active) -> None:
         dialog = active.dialog
@@ -401,6 +458,8 @@ class DialogControl:
             return
         active.dialog.hangup_source = source
         active.dialog.error_code = cause
+        active.ringback = False
+        self._silence(active)
         if active.timer is not None:
             active.timer.cancel()
             active.timer = None
@@ -489,7 +548,13 @@ class DialogControl:
         )
 
     def _open(self, dialog: Dialog, parent: Leg, child: Leg) -> _Active:
-        active = _Active(dialog, parent, child)
+        # Ringback applies to an INBOUND parent not answered yet; otherwise it is ignored.
+        ringback = (
+            dialog.propagation.ringback_generation
+            and parent.direction is Direction.INBOUND
+            and parent.state.is_alerting
+        )
+        active = _Active(dialog, parent, child, ringback=ringback)
         self._active[dialog.id] = active
         for leg in (parent, child):
             self._by_leg[leg.id] = active
@@ -508,6 +573,8 @@ class DialogControl:
     def _bridge_if_media(self, active: _Active) -> None:
         """Both legs carry media (early or answered): they should hear each other."""
         if active.ending or not all(leg.state in _WITH_MEDIA for leg in active.legs()):
+            return
+        if active.ringback:  # the child's early media is overridden by our ringback
             return
         active.bridged = True
         self._hook(self.on_bridge, active)

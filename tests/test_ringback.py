@@ -1,0 +1,342 @@
+"""Ringback generation (``ringbackGeneration``) with simulated phones: what callers and
+conference participants heard while a call rang (our tone by FFT, its cadence, not the remote
+early media), what they heard once it answered, the events' order, the cases where the option
+is ignored, and that nothing of the tone is left once it stopped. The tone source's own frames
+are checked for every national cadence."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from gateway.app import Gateway
+from gateway.core.leg import Leg
+from gateway.media.plane import FrameSource
+from gateway.media.ringback import FRAME, TONES, Ringback, ringback_tone
+from gateway.settings import Settings, load_settings
+from gateway.testing.app import CALL_EVENTS, prepare_app
+from gateway.testing.audio import dominant_frequency, read_wav, tone_level
+from gateway.testing.webhook_recorder import WebhookRecorder
+from tests.test_conferences import CONFERENCE_EVENTS, ConferenceApp
+from tests.test_dialogs import CONFIG, DIALOG_EVENTS, DID
+
+RATE = 8000
+FRAME_S = 0.02
+CALLER_HZ = 600.0  # what the simulated caller (or existing participant) says
+CALLEE_HZ = 1000.0  # what the dialled phone says once it answers
+ANNOUNCEMENT_HZ = 440.0  # the dialled phone's own early media, which ringback overrides
+EU_HZ = 425.0
+
+ANNOUNCES = "15550200001"  # early media (no ringing) for 5.6 s, then answers
+RINGS = "15550200002"  # rings 1.2 s, then answers
+RINGS_LONGER = "15550200003"  # rings 2.5 s, then answers
+REJECTS = "15550200004"  # rings, rejects after 0.8 s
+SILENT = "15550200005"  # rings for ever
+ANSWERING = {"source": {"type": "tone", "frequency": CALLEE_HZ}}
+NUMBERS: dict[str, tuple[str, dict[str, Any]]] = {
+    ANNOUNCES: (
+        "early-media",
+        {"earlyMediaMs": 5600, "announcementHz": int(ANNOUNCEMENT_HZ), **ANSWERING},
+    ),
+    RINGS: ("answer", {"answerAfterMs": 1200, **ANSWERING}),
+    RINGS_LONGER: ("answer", {"answerAfterMs": 2500, **ANSWERING}),
+    REJECTS: ("reject", {"delayMs": 800}),
+    SILENT: ("no-answer", {}),
+}
+RINGBACK = {"ringbackGeneration": {"enabled": True}}
+
+
+# -- the tone source --------------------------------------------------------------------------
+
+
+def on_off(frames: list[np.ndarray | None]) -> list[tuple[bool, int]]:
+    """The cadence the frames make: (tone?, ms) runs."""
+    runs: list[tuple[bool, int]] = []
+    for frame in frames:
+        on = frame is not None
+        if runs and runs[-1][0] == on:
+            runs[-1] = (on, runs[-1][1] + 20)
+        else:
+            runs.append((on, 20))
+    return runs
+
+
+@pytest.mark.parametrize(
+    ("name", "frequencies", "cadence"),
+    [
+        ("eu", (425.0,), [1000, 4000]),
+        ("us", (440.0, 480.0), [2000, 4000]),
+        ("uk", (400.0, 450.0), [400, 200, 400, 2000]),
+    ],
+)
+def test_each_tone_rings_its_frequencies_on_its_cadence(
+    name: str, frequencies: tuple[float, ...], cadence: list[int]
+):
+    ringback = Ringback(ringback_tone(name))
+    period = sum(cadence) // 20
+    frames = [ringback() for _ in range(2 * period)]
+    expected = [(index % 2 == 0, ms) for index, ms in enumerate(cadence)] * 2
+    assert on_off(frames) == expected
+    played = [frame for frame in frames[:period] if frame is not None]
+    assert all(frame.dtype == np.int16 and frame.shape == (FRAME,) for frame in played)
+    burst = np.concatenate(played[: 400 // 20]).astype(np.float64)  # the first 400 ms
+    for frequency in frequencies:  # each component near -16 dBFS (one tone: -10.5)
+        assert tone_level(burst, RATE, frequency) > -17, frequency
+    for absent in {425.0, 400.0, 440.0, 450.0, 480.0} - set(frequencies):
+        assert tone_level(burst, RATE, absent) < -40, absent
+    if len(frequencies) == 1:
+        assert abs(dominant_frequency(burst, RATE) - frequencies[0]) < 1
+    ringback.stop()
+    assert ringback() is None
+
+
+def test_the_ringback_setting_chooses_the_tone_and_refuses_unknown_names():
+    assert load_settings(environ={}).ringback_tone == "eu"
+    assert load_settings(environ={"GATEWAY_RINGBACK_TONE": "us"}).ringback_tone == "us"
+    assert ringback_tone("UK") is TONES["uk"]
+    with pytest.raises(ValueError, match=r"ringback_tone 'fr' .*eu, uk, us"):
+        load_settings(environ={"GATEWAY_RINGBACK_TONE": "fr"})
+    with pytest.raises(ValueError, match="ringback_tone"):
+        Settings(ringback_tone="")
+
+
+# -- calls ------------------------------------------------------------------------------------
+
+
+class RingbackApp(ConferenceApp):
+    def __init__(self, api: httpx.AsyncClient, recorder: WebhookRecorder, gw: Gateway) -> None:
+        super().__init__(api, recorder)
+        self.gateway = gw
+        self.plays: list[tuple[float, str]] = []  # (loop time, leg) of each ringback started
+        self.rings: dict[str, float] = {}  # leg: loop time of its first ring or early media
+        dialogs = gw.dialogs
+        play = dialogs.on_play
+        assert play is not None
+
+        def on_play(leg: Leg, source: FrameSource) -> object:
+            self.plays.append((asyncio.get_running_loop().time(), leg.id))
+            return play(leg, source)
+
+        def on_event(leg: Leg, event: str) -> None:
+            if event in ("CALL_RINGING", "CALL_PRE_ESTABLISHED"):
+                self.rings.setdefault(leg.id, asyncio.get_running_loop().time())
+
+        dialogs.on_play = on_play
+        gw.calls.observe(on_event)
+
+    async def heard(self, call_id: str) -> np.ndarray:
+        response = await self.api.get(f"/pstn/1/calls/{call_id}/heard")
+        assert response.status_code == 200, response.text
+        pcm, rate = read_wav(response.content)
+        assert rate == RATE
+        return pcm.astype(np.float64)
+
+    async def hears(self, call_id: str, frequency: float, seconds: float = 0.4) -> np.ndarray:
+        """Wait until the phone's last ``seconds`` are ``frequency`` (and nothing of our
+        ringback); everything it heard."""
+        tail = int(seconds * RATE)
+
+        async def check() -> np.ndarray | None:
+            pcm = await self.heard(call_id)
+            if len(pcm) < tail or np.abs(pcm[-tail:]).max() < 1000:
+                return None
+            last = pcm[-tail:]
+            ok = abs(dominant_frequency(last, RATE) - frequency) < 3
+            return pcm if ok and tone_level(last, RATE, EU_HZ) < -40 else None
+
+        return await poll(check, 10)
+
+    async def speak(self, call_id: str, frequency: float) -> None:
+        source = {"type": "tone", "frequency": frequency}
+        spoken = await self.api.put(f"/pstn/1/calls/{call_id}/source", json=source)
+        assert spoken.status_code == 200, spoken.text
+
+    async def caller(self) -> str:
+        call_id = await self.inbound()
+        await self.speak(call_id, CALLER_HZ)
+        return call_id
+
+    async def hang_up(self, call_id: str) -> None:
+        """The simulated phone hangs up."""
+        hung_up = await self.api.post(f"/pstn/1/calls/{call_id}/hangup")
+        assert hung_up.status_code == 200, hung_up.text
+
+    async def heard_for(self, call_id: str, seconds: float) -> np.ndarray:
+        """What the phone heard, once it has heard at least ``seconds``."""
+
+        async def check() -> np.ndarray | None:
+            pcm = await self.heard(call_id)
+            return pcm if len(pcm) >= seconds * RATE else None
+
+        return await poll(check, 10)
+
+    async def quiet(self) -> None:
+        """Nothing of a ringback is left: no dialog, task, source, overlay or bridge."""
+        gw = self.gateway
+        await poll(lambda: not gw.dialogs._active and not gw.conferences._rooms, 5)
+        async with asyncio.timeout(5):
+            await asyncio.gather(*gw.dialogs._tasks, *gw.conferences._tasks)
+            await gw.bridges.settled()
+        assert not gw.dialogs._tasks and not gw.conferences._tasks
+        assert not gw.bridges._sources and not gw.bridges._groups
+        assert not gw.media.bridges  # no bridge, so no overlay, is ticked any more
+
+
+async def poll(check: Callable[[], Any], timeout: float) -> Any:
+    """The first truthy answer of ``check`` (a function or coroutine function)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            found = check()
+            if asyncio.iscoroutine(found):
+                found = await found
+            if found is not None and found is not False:
+                return found
+            await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def app(api: httpx.AsyncClient, gateway: Gateway) -> AsyncIterator[RingbackApp]:
+    async with WebhookRecorder() as recorder:
+        events = [*CALL_EVENTS, *DIALOG_EVENTS, *CONFERENCE_EVENTS]
+        await prepare_app(
+            api, recorder.url, CONFIG, numbers=[DID], events=events, simulated=NUMBERS
+        )
+        yield RingbackApp(api, recorder, gateway)
+
+
+def loud(pcm: np.ndarray) -> np.ndarray:
+    """Per 20 ms frame: is anything heard?"""
+    frames = pcm[: len(pcm) // FRAME * FRAME].reshape(-1, FRAME)
+    return np.sqrt((frames**2).mean(axis=1)) > 300
+
+
+def span(pcm: np.ndarray, start: float, end: float) -> np.ndarray:
+    return pcm[int(start * RATE) : int(end * RATE)]
+
+
+async def test_caller_hears_our_ringback_in_place_of_the_early_media_then_the_callee(
+    app: RingbackApp,
+):
+    parent = await app.caller()
+    created = await app.dialog(parent, ANNOUNCES, propagationOptions=RINGBACK)
+    dialog_id, child = created["id"], created["childCall"]["id"]
+    await app.wait(dialog_id, "DIALOG_ESTABLISHED")
+    assert app.flow(parent, child) == [
+        "CALL_RECEIVED parent",
+        "DIALOG_CREATED",
+        "CALL_STARTED child",
+        "CALL_PRE_ESTABLISHED child",
+        "CALL_PRE_ESTABLISHED parent",
+        "CALL_ESTABLISHED child",
+        "CALL_ESTABLISHED parent",
+        "DIALOG_ESTABLISHED",
+    ]
+    ((started, played_to),) = app.plays
+    assert played_to == parent
+    delay = started - app.rings[child]
+    print(f"ringback started {delay * 1000:.1f} ms after the child's early media")
+    assert 0 <= delay < 0.25
+
+    heard = await app.hears(parent, CALLEE_HZ)
+    assert (await app.hears(child, CALLER_HZ)) is not None
+    # The parent's audio starts with the tone's first frame: 1 s on, 4 s off, on again until
+    # the callee answered (5.6 s); the callee's announcement is never heard.
+    first_on, off, second_on = (
+        span(heard, 0.05, 0.95),
+        span(heard, 1.1, 4.9),
+        span(heard, 5.05, 5.5),
+    )
+    for burst in (first_on, second_on):
+        assert abs(dominant_frequency(burst, RATE) - EU_HZ) < 2
+        assert tone_level(burst, RATE, EU_HZ) > -14
+    assert not loud(off).any()
+    assert tone_level(span(heard, 0, 5.5), RATE, ANNOUNCEMENT_HZ) < -40
+    on = loud(span(heard, 0, 5.0))
+    assert 48 <= on.sum() <= 51  # one second of tone in the first period
+
+    await app.hang_up(parent)
+    await app.wait(dialog_id, "DIALOG_FINISHED")
+    await app.quiet()
+
+
+async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answers(
+    app: RingbackApp,
+):
+    parent = await app.caller()
+    created = await app.dialog(parent, RINGS, propagationOptions=RINGBACK)
+    dialog_id, child = created["id"], created["childCall"]["id"]
+    await app.wait(dialog_id, "DIALOG_ESTABLISHED")
+    assert app.flow(parent, child) == [
+        "CALL_RECEIVED parent",
+        "DIALOG_CREATED",
+        "CALL_STARTED child",
+        "CALL_RINGING child",
+        "CALL_PRE_ESTABLISHED parent",
+        "CALL_ESTABLISHED child",
+        "CALL_ESTABLISHED parent",
+        "DIALOG_ESTABLISHED",
+    ]
+    ((started, _),) = app.plays
+    delay = started - app.rings[child]
+    print(f"ringback started {delay * 1000:.1f} ms after the child's CALL_RINGING")
+    assert 0 <= delay < 0.25
+    heard = await app.hears(parent, CALLEE_HZ)
+    assert tone_level(span(heard, 0.05, 0.95), RATE, EU_HZ) > -14
+    assert not loud(span(heard, 1.05, 1.15)).any()  # off, until the answer at 1.2 s
+    await app.hears(child, CALLER_HZ)
+    await app.hang_up(child)
+    await app.wait(dialog_id, "DIALOG_FINISHED")
+    await app.quiet()
+
+
+async def test_ringback_stops_when_the_callee_rejects_and_the_dialog_fails(app: RingbackApp):
+    parent = await app.caller()
+    created = await app.dialog(parent, REJECTS, propagationOptions=RINGBACK)
+    dialog_id, child = created["id"], created["childCall"]["id"]
+    await app.wait(dialog_id, "DIALOG_FAILED")
+    assert app.flow(parent, child) == [
+        "CALL_RECEIVED parent",
+        "DIALOG_CREATED",
+        "CALL_STARTED child",
+        "CALL_RINGING child",
+        "CALL_PRE_ESTABLISHED parent",
+        "CALL_FAILED child",
+        "CALL_FAILED parent",
+        "DIALOG_FAILED",
+    ]
+    heard = await app.heard(parent)
+    assert tone_level(span(heard, 0.05, 0.6), RATE, EU_HZ) > -14
+    assert loud(heard).sum() < 45  # cut at the rejection (0.8 s), before its 1 s burst ended
+    await app.quiet()
+
+
+@pytest.mark.parametrize("parent_kind", ["outbound", "answered"])
+async def test_ringback_is_ignored_for_a_parent_that_is_outbound_or_answered(
+    app: RingbackApp, parent_kind: str
+):
+    if parent_kind == "outbound":
+        parent = await app.outbound(RINGS)
+    else:
+        parent = await app.caller()
+        answered = await app.api.post(f"/calls/1/calls/{parent}/answer", json={})
+        assert answered.status_code == 200, answered.text
+        await app.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+    await app.speak(parent, CALLER_HZ)
+    created = await app.dialog(parent, ANNOUNCES, propagationOptions=RINGBACK)
+    dialog_id, child = created["id"], created["childCall"]["id"]
+    await app.recorder.wait_for(types=["CALL_PRE_ESTABLISHED"], call_id=child)
+    # As without the option: the callee's early media is passed on, no tone of ours.
+    heard = await app.heard_for(parent, 1.0)
+    early = heard[-int(0.8 * RATE) :]
+    assert abs(dominant_frequency(early, RATE) - ANNOUNCEMENT_HZ) < 3
+    assert tone_level(heard, RATE, EU_HZ) < -40
+    assert app.plays == []
+    hung_up = await app.api.post(f"/calls/1/dialogs/{dialog_id}/hangup")
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait(dialog_id, "DIALOG_FAILED")
+    await app.quiet()
