@@ -22,7 +22,7 @@ from gateway.settings import Settings, load_settings
 from gateway.testing.app import CALL_EVENTS, prepare_app
 from gateway.testing.audio import dominant_frequency, read_wav, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
-from tests.test_conferences import CONFERENCE_EVENTS, ConferenceApp
+from tests.test_conferences import CONFERENCE_EVENTS, CONFERENCES, ConferenceApp, phone
 from tests.test_dialogs import CONFIG, DIALOG_EVENTS, DID
 
 RATE = 8000
@@ -340,3 +340,132 @@ async def test_ringback_is_ignored_for_a_parent_that_is_outbound_or_answered(
     assert hung_up.status_code == 200, hung_up.text
     await app.wait(dialog_id, "DIALOG_FAILED")
     await app.quiet()
+
+
+# -- conferences ------------------------------------------------------------------------------
+
+
+def onset(pcm: np.ndarray) -> float:
+    """When the first thing was heard (s)."""
+    frames = loud(pcm)
+    assert frames.any(), "nothing heard"
+    return float(np.argmax(frames)) * FRAME_S
+
+
+async def answered_caller(app: RingbackApp) -> str:
+    call_id = await app.caller()
+    answered = await app.api.post(f"/calls/1/calls/{call_id}/answer", json={})
+    assert answered.status_code == 200, answered.text
+    await app.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+    return call_id
+
+
+async def room_with(app: RingbackApp, call_id: str) -> str:
+    conference_id = (await app.conference())["id"]
+    await app.add(conference_id, call_id)
+    await app.wait_conf(conference_id, "PARTICIPANT_JOINED", call_id)
+    return conference_id
+
+
+def ringing_in(app: RingbackApp, conference_id: str) -> bool:
+    room = app.gateway.conferences._rooms.get(conference_id)
+    return room is not None and room.ringback is not None
+
+
+@pytest.mark.parametrize("how", ["add-new-call", "connect-with-new-call"])
+async def test_participants_hear_ringback_while_the_new_call_rings_then_hear_it(
+    app: RingbackApp, how: str
+):
+    existing = await answered_caller(app)
+    request = {"callRequest": phone(RINGS_LONGER), **RINGBACK}
+    if how == "add-new-call":
+        conference_id = await room_with(app, existing)
+        added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
+    else:
+        added = await app.api.post(f"/calls/1/calls/{existing}/connect", json=request)
+    assert added.status_code == 200, added.text
+    conference_id, new = added.json()["conference"]["id"], added.json()["call"]["id"]
+    await app.wait_conf(conference_id, "PARTICIPANT_JOINED", new)
+    assert not ringing_in(app, conference_id)  # stopped as the new call joined
+    assert not app.gateway.conferences._rooms[conference_id].overlays
+    assert app.steps({existing: "existing", new: "new"})[-5:] == [
+        "CALL_STARTED new",
+        "CALL_RINGING new",
+        "CALL_ESTABLISHED new",
+        "PARTICIPANT_JOINING new",
+        "PARTICIPANT_JOINED new",
+    ]
+
+    heard = await app.hears(existing, CALLEE_HZ)  # the new participant, once joined
+    start = onset(heard)  # our ringback's first frame, at the new call's first ring
+    assert abs(dominant_frequency(span(heard, start + 0.05, start + 0.95), RATE) - EU_HZ) < 2
+    assert tone_level(span(heard, start + 0.05, start + 0.95), RATE, EU_HZ) > -14
+    assert not loud(span(heard, start + 1.1, start + 2.3)).any()  # off; joined at 2.5 s
+    new_heard = await app.hears(new, CALLER_HZ)  # the new call never hears the ringback
+    assert tone_level(new_heard, RATE, EU_HZ) < -40
+
+    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def test_ringback_stops_when_the_new_call_fails(app: RingbackApp):
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    request = {"callRequest": phone(REJECTS), **RINGBACK}
+    added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
+    assert added.status_code == 200, added.text
+    new = added.json()["call"]["id"]
+    await app.wait_conf(conference_id, "PARTICIPANT_JOIN_FAILED", new)
+    assert not ringing_in(app, conference_id)
+    assert not app.gateway.conferences._rooms[conference_id].overlays
+    so_far = len(await app.heard(existing)) / RATE
+    heard = await app.heard_for(existing, so_far + 0.5)
+    start = onset(heard)
+    assert tone_level(span(heard, start + 0.05, start + 0.6), RATE, EU_HZ) > -14
+    assert 0.5 < loud(heard).sum() * FRAME_S < 0.95  # cut at the rejection (0.8 s)
+
+    await app.hang_up(existing)
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def test_an_added_ringing_call_rings_the_room_until_it_is_removed(app: RingbackApp):
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    body = {
+        "endpoint": phone(SILENT)["endpoint"],
+        "from": "441134960999",
+        "callsConfigurationId": CONFIG,
+    }
+    created = await app.api.post("/calls/1/calls", json=body)
+    assert created.status_code == 201, created.text
+    ringing = created.json()["id"]
+    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=ringing)
+
+    added = await app.api.put(f"{CONFERENCES}/{conference_id}/call/{ringing}", json=RINGBACK)
+    assert added.status_code == 200, added.text
+    assert ringing_in(app, conference_id)  # it was ringing already: at once
+    await poll(
+        lambda: _tail_level(app, existing, EU_HZ, 0.3),
+        5,
+    )
+    removed = await app.api.delete(f"{CONFERENCES}/{conference_id}/call/{ringing}")
+    assert removed.status_code == 200, removed.text
+    await app.wait_conf(conference_id, "PARTICIPANT_JOIN_FAILED", ringing)
+    assert not ringing_in(app, conference_id)
+    assert not app.gateway.conferences._rooms[conference_id].overlays
+
+    hung_up = await app.api.post(f"/calls/1/calls/{ringing}/hangup", json={})
+    assert hung_up.status_code == 200, hung_up.text
+    await app.hang_up(existing)
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def _tail_level(app: RingbackApp, call_id: str, frequency: float, seconds: float) -> bool:
+    """The phone's last ``seconds`` hold ``frequency`` loudly."""
+    pcm = await app.heard(call_id)
+    tail = int(seconds * RATE)
+    return len(pcm) >= tail and tone_level(pcm[-tail:], RATE, frequency) > -14
