@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,6 +17,7 @@ import numpy as np
 import pytest
 
 from gateway.app import Gateway
+from gateway.core.bridging import MediaPath
 from gateway.core.leg import Leg
 from gateway.media.plane import FrameSource
 from gateway.media.ringback import FRAME, TONES, Ringback, ringback_tone
@@ -22,6 +25,17 @@ from gateway.settings import Settings, load_settings
 from gateway.testing.app import CALL_EVENTS, prepare_app
 from gateway.testing.audio import dominant_frequency, read_wav, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
+from tests.sip.baresip import Account, Baresip
+from tests.sip.sipp import running_world
+from tests.sip.test_bypass import (
+    CALLEE_TONE,
+    CALLER_TONE,
+    Phones,
+    hang_up,
+    needs_baresip,
+    path_becomes,
+)
+from tests.sip.test_bypass import phone as sip_phone
 from tests.test_conferences import CONFERENCE_EVENTS, CONFERENCES, ConferenceApp, phone
 from tests.test_dialogs import CONFIG, DIALOG_EVENTS, DID
 
@@ -469,3 +483,61 @@ async def _tail_level(app: RingbackApp, call_id: str, frequency: float, seconds:
     pcm = await app.heard(call_id)
     tail = int(seconds * RATE)
     return len(pcm) >= tail and tone_level(pcm[-tail:], RATE, frequency) > -14
+
+
+# -- SIP: the ringing caller is mixed alone, then the answered dialog is bypassed -------------
+
+
+@needs_baresip
+async def test_a_sip_caller_hears_ringback_mixed_alone_then_the_dialog_is_bypassed(
+    tmp_path: Path,
+):
+    async with (
+        running_world(tmp_path, sip_digest_algorithms="MD5") as world,
+        AsyncExitStack() as stack,
+    ):
+        caller, _ = await sip_phone(stack, world, "caller", CALLER_TONE)
+        trunk = await world.registered_trunk("callee")
+        account = Account(trunk["username"], trunk["password"], world.remote, answermode="manual")
+        started = Baresip.start(world.tmp / "callee", account, record=True, tone=CALLEE_TONE)
+        callee = await stack.enter_async_context(started)
+        await callee.wait_registered()
+        gw = world.gateway
+
+        dialled = await caller.command("dial", f"sip:{DID}@{world.remote}")
+        assert dialled["ok"], dialled
+        parent = await world.received()
+        endpoint = {"type": "SIP", "username": account.user, "sipTrunkId": trunk["id"]}
+        body = {
+            "parentCallId": parent,
+            "childCallRequest": {"endpoint": endpoint},
+            "propagationOptions": RINGBACK,
+        }
+        created = await world.api.post("/calls/1/dialogs", json=body)
+        assert created.status_code == 201, created.text
+        child = created.json()["childCall"]["id"]
+        await world.recorder.wait_for(types=["CALL_RINGING"], call_id=child)
+        await world.recorder.wait_for(types=["CALL_PRE_ESTABLISHED"], call_id=parent)
+        # The caller alone is mixed (its ringback), the callee is in no bridge yet.
+        await poll(lambda: gw.bridges.path(parent) is MediaPath.MIX, 5)
+        assert gw.bridges.path(parent, child) is None
+        ringback = gw.dialogs._by_leg[parent].tone
+        assert ringback is not None
+        await poll(lambda: ringback.frames >= 60, 5)  # a whole burst, and some silence
+
+        accepted = await callee.command("accept")
+        assert accepted["ok"], accepted
+        await world.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+        await path_becomes(gw, parent, child, MediaPath.BYPASS)
+        assert ringback.stopped and gw.bridges.path(parent) is None
+        assert not gw.bridges._sources
+        await hang_up(Phones(world, caller, callee, trunk["id"]), parent, child)
+
+    recordings = sorted((caller.directory / "recordings").glob("*-dec.wav"))
+    assert recordings, caller.log()
+    pcm, rate = read_wav(recordings[-1])
+    pcm = pcm.astype(np.float64)
+    start = onset(pcm)
+    burst = span(pcm, start + 0.1, start + 0.9)
+    assert abs(dominant_frequency(burst, rate) - EU_HZ) < 3  # our ringback, over RTP
+    assert tone_level(burst, rate, CALLEE_TONE) < -40  # not the callee (it was not bridged)
