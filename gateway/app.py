@@ -29,6 +29,7 @@ from gateway.core.recordings import RecordingControl
 from gateway.media.audio_cache import AudioCache
 from gateway.media.metrics import SessionRegistry
 from gateway.media.plane import MediaPlane
+from gateway.media.ringback import ringback_tone
 from gateway.media.tts import SpeechSynthesizer
 from gateway.settings import Settings
 from gateway.store import Database
@@ -116,6 +117,9 @@ class Gateway:
         bridges = MediaBridges(calls, media, bypass=settings.media_bypass)
         dialogs.on_bridge = lambda parent, child: bridges.join(parent.id, child.id)
         dialogs.on_unbridge = lambda parent, child: bridges.part(parent.id, child.id)
+        dialogs.on_play = lambda leg, source: bridges.play(leg.id, source)
+        dialogs.on_unplay = lambda leg, source: bridges.unplay(leg.id, source)
+        dialogs.ringback_tone = ringback_tone(settings.ringback_tone)
         conferences = ConferenceControl(
             calls,
             SqlConferenceStore(db),
@@ -123,6 +127,7 @@ class Gateway:
             configurations,
             media,
             dialog_open=lambda dialog_id: not dialogs.get(dialog_id).state.is_final,
+            ringback_tone=dialogs.ringback_tone,
         )
         recordings = RecordingControl(
             calls,

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gateway.media.ringback import ringback_tone
+
 ENV_PREFIX = "GATEWAY_"
 
 
@@ -85,8 +87,14 @@ class Settings:
     url_fetch_max_bytes: int = 10 * 1024 * 1024
     # Decoded audio (files and URLs, 8 kHz int16: about 1 MB a minute) kept for replay.
     audio_cache_bytes: int = 64 * 1024 * 1024
+    # The ringback generated for ringbackGeneration (dialogs, conferences): eu (ITU-T E.180,
+    # 425 Hz 1 s on 4 s off), us (440+480 Hz 2 s on 4 s off) or uk (400+450 Hz double ring).
+    ringback_tone: str = "eu"
     log_level: str = "info"
     event_loop: str = "uvloop"  # or "asyncio"
+
+    def __post_init__(self) -> None:
+        ringback_tone(self.ringback_tone)  # a bad name is refused at start, naming the choices
 
     @property
     def database_url(self) -> str:
