@@ -18,7 +18,9 @@ MAX_DROPOUT = 3000
 MAX_MISORDER = 100
 MIN_SEQUENTIAL = 2
 
-_FIXED = struct.Struct("!BBHII")
+# The fixed 12-octet header: first octet, second octet (marker, payload type), sequence,
+# timestamp, SSRC.
+FIXED_HEADER = struct.Struct("!BBHII")
 _new_tuple = tuple.__new__
 
 
@@ -39,7 +41,7 @@ def unpack_rtp(data: bytes) -> tuple[int, int, int, int, int, int] | None:
     size = len(data)
     if size < HEADER_SIZE:
         return None
-    first, second, sequence, timestamp, ssrc = _FIXED.unpack_from(data)
+    first, second, sequence, timestamp, ssrc = FIXED_HEADER.unpack_from(data)
     if first == 0x80:  # the common case: no padding, extension or CSRCs
         return second, sequence, timestamp, ssrc, HEADER_SIZE, size
     if first >> 6 != RTP_VERSION:
@@ -84,7 +86,9 @@ def build_rtp(
 ) -> bytes:
     """A packet with no CSRCs, extension or padding; sequence and timestamp are taken modulo."""
     second = payload_type | 0x80 if marker else payload_type
-    return _FIXED.pack(0x80, second, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
+    return (
+        FIXED_HEADER.pack(0x80, second, sequence & 0xFFFF, timestamp & 0xFFFFFFFF, ssrc) + payload
+    )
 
 
 def is_rtcp(data: bytes) -> bool:

@@ -39,7 +39,7 @@ from gateway.media.rtcp import (
     ntp_timestamp,
     parse_rtcp,
 )
-from gateway.media.rtp import HEADER_SIZE, RtpHeader, build_rtp, header_of, is_rtcp, unpack_rtp
+from gateway.media.rtp import FIXED_HEADER, HEADER_SIZE, RtpHeader, header_of, is_rtcp, unpack_rtp
 
 Address = tuple[str, int]
 PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
@@ -47,6 +47,8 @@ RtcpHandler = Callable[[list[RtcpPacket]], None]
 RtcpMode = Literal["port", "mux", "off"]
 
 _now = time.monotonic
+_pack_header = FIXED_HEADER.pack
+_unpack_header = FIXED_HEADER.unpack_from
 
 
 @dataclass(slots=True)
@@ -259,16 +261,21 @@ class RtpSession(asyncio.DatagramProtocol):
                 if data[1] & 0x7F == self._event_pt:
                     self._relayed_event(data)
             return
-        fields = unpack_rtp(data)
-        if fields is None:
-            counters.dropped_malformed += 1
-            return
+        size = len(data)
+        if data[0] == 0x80 and size >= HEADER_SIZE:  # no padding, extension or CSRCs: inline
+            _, second, sequence, timestamp, ssrc = _unpack_header(data)
+            start, end = HEADER_SIZE, size
+        else:
+            fields = unpack_rtp(data)
+            if fields is None:
+                counters.dropped_malformed += 1
+                return
+            second, sequence, timestamp, ssrc, start, end = fields
         if addr != self._source and not self._latch(addr):
             counters.dropped_foreign += 1
             return
         counters.packets_in += 1
-        counters.bytes_in += len(data)
-        second, sequence, timestamp, ssrc, start, end = fields
+        counters.bytes_in += size
         stats = self._stats
         if stats is None or ssrc != stats.ssrc:
             stats = self._new_stream(ssrc, sequence)
@@ -337,16 +344,35 @@ class RtpSession(asyncio.DatagramProtocol):
         event carries the event's start); the clock advances all the same."""
         ts = self._ts
         pt = self.payload_type if payload_type is None else payload_type
-        data = build_rtp(
-            pt, self._seq, ts if timestamp is None else timestamp, self.ssrc, payload, marker
+        second = pt | 0x80 if marker else pt
+        return self._send(
+            second, ts if timestamp is None else timestamp, payload, timestamp_increment
         )
+
+    def send_audio(self, payload: bytes, timestamp_increment: int) -> bool:
+        """``send_payload`` of one frame of the stream's payload type, the per-tick case of a
+        mixed leg; when there is nowhere to send, nothing is sent and the stream stands still."""
+        if self._remote is None:
+            return False
+        return self._send(self.payload_type, self._ts, payload, timestamp_increment)
+
+    def _send(self, second: int, timestamp: int, payload: bytes, increment: int) -> bool:
+        ts = self._ts
+        data = _pack_header(0x80, second, self._seq, timestamp & 0xFFFFFFFF, self.ssrc) + payload
         self._seq = (self._seq + 1) & 0xFFFF
-        self._ts = (ts + timestamp_increment) & 0xFFFFFFFF
+        self._ts = (ts + increment) & 0xFFFFFFFF
         self._sent_packets += 1
         self._sent_octets += len(payload)
         self._last_send = _now()
         self._last_send_ts = ts
-        return self.send_raw(data)
+        remote, transport = self._remote, self._transport
+        if remote is None or transport is None:
+            return False
+        transport.sendto(data, remote)  # send_raw, inlined: once per leg and tick
+        counters = self._counters
+        counters.packets_out += 1
+        counters.bytes_out += len(data)
+        return True
 
     def send_raw(self, data: bytes) -> bool:
         """Send a datagram as it is (a relayed packet keeps the other leg's SSRC)."""

@@ -72,6 +72,8 @@ class RtpMediaPort:
         # The session puts audio straight in (no callback, header object or clock read per
         # packet), keyed by the extended sequence number so a wrap is no resync.
         session.jitter = self.jitter
+        # PayloadPort.pull is the buffer's own get: no frame of ours per leg and tick.
+        self.pull: Callable[[], bytes | None] = self.jitter.get
         self.concealer = Concealer()
         self.batch_codec: Codec | None = None
         self._codec: Codec | None = None
@@ -125,9 +127,6 @@ class RtpMediaPort:
     def stop_relay(self) -> None:
         self.session.relay = None
 
-    def pull(self) -> bytes | None:
-        return self.jitter.get()
-
     def send_digit(self, digit: str, duration_ms: int) -> bool:
         """Queue one key press (``0-9*#A-D``) to send as RFC 4733 events, after those queued
         before; False when the endpoint agreed on no telephone-event. Durations are counted
@@ -142,8 +141,8 @@ class RtpMediaPort:
     def push(self, payload: bytes) -> None:
         if self._events:
             self._send_event()
-        elif self._sending and self.session.remote is not None:
-            self.session.send_payload(payload, timestamp_increment=self._step)
+        elif self._sending:
+            self.session.send_audio(payload, self._step)
 
     def _send_event(self) -> None:
         """This tick's event packet, in place of its audio: the marked first one fixes the
