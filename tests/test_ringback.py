@@ -18,7 +18,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.core.bridging import MediaPath
-from gateway.core.leg import Leg
+from gateway.core.leg import Leg, LegState
 from gateway.media.plane import FrameSource
 from gateway.media.ringback import FRAME, TONES, Ringback, ringback_tone
 from gateway.settings import Settings, load_settings
@@ -51,6 +51,7 @@ RINGS = "15550200002"  # rings 1.2 s, then answers
 RINGS_LONGER = "15550200003"  # rings 2.5 s, then answers
 REJECTS = "15550200004"  # rings, rejects after 0.8 s
 SILENT = "15550200005"  # rings for ever
+RINGS_LATE = "15550200006"  # rings after 1.5 s, for ever
 ANSWERING = {"source": {"type": "tone", "frequency": CALLEE_HZ}}
 NUMBERS: dict[str, tuple[str, dict[str, Any]]] = {
     ANNOUNCES: (
@@ -61,6 +62,7 @@ NUMBERS: dict[str, tuple[str, dict[str, Any]]] = {
     RINGS_LONGER: ("answer", {"answerAfterMs": 2500, **ANSWERING}),
     REJECTS: ("reject", {"delayMs": 800}),
     SILENT: ("no-answer", {}),
+    RINGS_LATE: ("no-answer", {"ringAfterMs": 1500}),
 }
 RINGBACK = {"ringbackGeneration": {"enabled": True}}
 
@@ -445,26 +447,32 @@ async def test_ringback_stops_when_the_new_call_fails(app: RingbackApp):
     await app.quiet()
 
 
-async def test_an_added_ringing_call_rings_the_room_until_it_is_removed(app: RingbackApp):
-    existing = await answered_caller(app)
-    conference_id = await room_with(app, existing)
+async def placed_call(app: RingbackApp, number: str) -> str:
+    """An outbound call of no dialog or conference, just placed (CALL_STARTED)."""
     body = {
-        "endpoint": phone(SILENT)["endpoint"],
+        "endpoint": phone(number)["endpoint"],
         "from": "441134960999",
         "callsConfigurationId": CONFIG,
     }
     created = await app.api.post("/calls/1/calls", json=body)
     assert created.status_code == 201, created.text
-    ringing = created.json()["id"]
-    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=ringing)
+    return created.json()["id"]
+
+
+async def test_an_existing_call_added_before_it_rings_rings_the_room_until_removed(
+    app: RingbackApp,
+):
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    ringing = await placed_call(app, RINGS_LATE)
+    assert app.gateway.calls.get(ringing).state is LegState.CALLING  # it rings 1.5 s on
 
     added = await app.api.put(f"{CONFERENCES}/{conference_id}/call/{ringing}", json=RINGBACK)
     assert added.status_code == 200, added.text
-    assert ringing_in(app, conference_id)  # it was ringing already: at once
-    await poll(
-        lambda: _tail_level(app, existing, EU_HZ, 0.3),
-        5,
-    )
+    assert not ringing_in(app, conference_id)  # not before its first ring
+    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=ringing)
+    assert ringing_in(app, conference_id)
+    await poll(lambda: _tail_level(app, existing, EU_HZ, 0.3), 5)
     removed = await app.api.delete(f"{CONFERENCES}/{conference_id}/call/{ringing}")
     assert removed.status_code == 200, removed.text
     await app.wait_conf(conference_id, "PARTICIPANT_JOIN_FAILED", ringing)
@@ -473,6 +481,29 @@ async def test_an_added_ringing_call_rings_the_room_until_it_is_removed(app: Rin
 
     hung_up = await app.api.post(f"/calls/1/calls/{ringing}/hangup", json={})
     assert hung_up.status_code == 200, hung_up.text
+    await app.hang_up(existing)
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def test_an_existing_call_added_once_it_rings_gets_no_ringback(app: RingbackApp):
+    """The Calls API: once the remote ringback has started, no local ringback is applied."""
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    ringing = await placed_call(app, SILENT)
+    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=ringing)
+
+    added = await app.api.put(f"{CONFERENCES}/{conference_id}/call/{ringing}", json=RINGBACK)
+    assert added.status_code == 200, added.text
+    so_far = len(await app.heard(existing)) / RATE
+    heard = await app.heard_for(existing, so_far + 1.2)
+    assert not loud(heard[int(so_far * RATE) :]).any()  # the room stays silent
+    assert not ringing_in(app, conference_id)
+    assert not app.gateway.conferences._rooms[conference_id].overlays
+
+    hung_up = await app.api.post(f"/calls/1/calls/{ringing}/hangup", json={})
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait_conf(conference_id, "PARTICIPANT_JOIN_FAILED", ringing)
     await app.hang_up(existing)
     await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
     await app.quiet()

@@ -11,10 +11,11 @@ participant has left, the conference finishes for good (CONFERENCE_FINISHED).
 Every CONFERENCE_*/PARTICIPANT_* event of a conference shares one ordering key, the
 conference id; the participants' CALL_* events keep their calls' keys.
 
-``ringbackGeneration``: while an outbound call added with it rings (from its first
-CALL_RINGING, or its early media, until it joins, fails or is removed), the participants
-whose audio was in the room at that first ring hear a ringback of our own, one overlay of the
-room for all such calls; the ringing call itself is not in the room yet and hears nothing.
+``ringbackGeneration``: while an outbound call added with it (before its remote ringback
+started) rings, from its first CALL_RINGING or early media until it joins, fails or is
+removed, the participants whose audio was in the room at that first ring hear a ringback of
+our own, one overlay of the room for all such calls; the ringing call itself is not in the
+room yet and hears nothing.
 """
 
 from __future__ import annotations
@@ -319,7 +320,8 @@ class ConferenceControl:
         ringback: bool = False,
     ) -> Conference:
         """Move a live call in; ``custom_data`` is merged into the call's (saved on joining).
-        With ``ringback``, an outbound call still ringing rings the room until it joins."""
+        With ``ringback``, an outbound call not ringing yet rings the room until it joins (one
+        already ringing gets no ringback, as the Calls API says)."""
         room = self._open_room(conference_id)
         self._check_room_for(room, 1)
         leg = self._free_leg(call_id)
@@ -470,7 +472,9 @@ class ConferenceControl:
         conference = room.conference
         conference.participants.append(Participant(leg.id, leg.endpoint, user_muted=leg.user_muted))
         room.waiting[leg.id] = early_media
-        if ringback and leg.direction is Direction.OUTBOUND and leg.state.is_alerting:
+        # Only a call whose remote ringback has not started yet: once it rings (or plays early
+        # media), the Calls API applies no local ringback.
+        if ringback and leg.direction is Direction.OUTBOUND and leg.state is LegState.CALLING:
             room.ringback_calls[leg.id] = False
         self._by_leg[leg.id] = room
         if leg.conference_id != conference.id:
@@ -480,8 +484,6 @@ class ConferenceControl:
             self._spawn(self._answer(leg.id))  # the app did not answer: the gateway does
         elif self._ready(room, leg):
             self._join(room, leg)
-        else:
-            self._ring(room, leg)
 
     async def _answer(self, leg_id: str) -> None:
         try:
