@@ -159,7 +159,7 @@ class RingbackApp(ConferenceApp):
 
         async def check() -> np.ndarray | None:
             pcm = await self.heard(call_id)
-            if len(pcm) < tail or np.abs(pcm[-tail:]).max() < 1000:
+            if len(pcm) < tail or not loud(pcm[-tail:]).all():  # heard throughout
                 return None
             last = pcm[-tail:]
             ok = abs(dominant_frequency(last, RATE) - frequency) < 3
@@ -303,7 +303,13 @@ async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answe
     assert 0 <= delay < 0.25
     heard = await app.hears(parent, CALLEE_HZ)
     assert tone_level(span(heard, 0.05, 0.95), RATE, EU_HZ) > -14
-    assert not loud(span(heard, 1.05, 1.15)).any()  # off, until the answer at 1.2 s
+    # Off after the burst until the callee, who answered 1.2 s after its ring: the parent's
+    # audio began with our tone, ``delay`` after that ring.
+    answered = onset(heard, after=1.0)
+    assert answered > 1.2 - delay - 0.1
+    assert (
+        abs(dominant_frequency(span(heard, answered + 0.05, answered + 0.35), RATE) - CALLEE_HZ) < 3
+    )
     await app.hears(child, CALLER_HZ)
     await app.hang_up(child)
     await app.wait(dialog_id, "DIALOG_FINISHED")
@@ -328,6 +334,63 @@ async def test_ringback_stops_when_the_callee_rejects_and_the_dialog_fails(app: 
     heard = await app.heard(parent)
     assert tone_level(span(heard, 0.05, 0.6), RATE, EU_HZ) > -14
     assert loud(heard).sum() < 45  # cut at the rejection (0.8 s), before its 1 s burst ended
+    await app.quiet()
+
+
+async def test_ringback_stops_when_the_caller_hangs_up_while_it_rings(app: RingbackApp):
+    parent = await app.caller()
+    created = await app.dialog(parent, SILENT, propagationOptions=RINGBACK)
+    dialog_id, child = created["id"], created["childCall"]["id"]
+    await poll(lambda: _tail_level(app, parent, EU_HZ, 0.3), 5)
+    ringback = app.gateway.dialogs._by_leg[parent].tone
+    assert ringback is not None
+
+    await app.hang_up(parent)
+    failed = await app.wait(dialog_id, "DIALOG_FAILED")
+    assert failed["properties"]["hangupSource"] == "PARENT_ENDPOINT"
+    assert ringback.stopped
+    tail = ["CALL_PRE_ESTABLISHED parent", "CALL_FAILED parent", "CALL_FAILED child"]
+    assert app.flow(parent, child)[-4:] == [*tail, "DIALOG_FAILED"]
+    await app.quiet()
+
+
+async def test_ringback_of_a_dialog_of_existing_calls_goes_on_when_the_app_answers_the_caller(
+    app: RingbackApp,
+):
+    parent = await app.caller()
+    body = {
+        "endpoint": phone(RINGS_LONGER)["endpoint"],
+        "from": "441134960999",
+        "callsConfigurationId": CONFIG,
+        "parentCallId": parent,
+    }
+    placed = await app.api.post("/calls/1/calls", json=body)
+    assert placed.status_code == 201, placed.text
+    child = placed.json()["id"]
+    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=child)
+    joined = await app.api.post(
+        f"/calls/1/dialogs/parent-call/{parent}/child-call/{child}",
+        json={"propagationOptions": RINGBACK},
+    )
+    assert joined.status_code == 201, joined.text
+    dialog_id = joined.json()["id"]
+    await app.recorder.wait_for(types=["CALL_PRE_ESTABLISHED"], call_id=parent)
+    ringback = app.gateway.dialogs._by_leg[parent].tone
+    assert ringback is not None
+
+    answered = await app.api.post(f"/calls/1/calls/{parent}/answer", json={})
+    assert answered.status_code == 200, answered.text
+    await app.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=parent)
+    assert app.gateway.dialogs._by_leg[parent].tone is ringback and not ringback.stopped
+    rung = ringback.frames
+    await poll(lambda: ringback.frames > rung + 5, 5)  # it still rings, answered
+
+    await app.wait(dialog_id, "DIALOG_ESTABLISHED")
+    assert ringback.stopped
+    heard = await app.hears(parent, CALLEE_HZ)
+    assert tone_level(span(heard, 0.05, 0.95), RATE, EU_HZ) > -14
+    await app.hang_up(parent)
+    await app.wait(dialog_id, "DIALOG_FINISHED")
     await app.quiet()
 
 
@@ -361,11 +424,11 @@ async def test_ringback_is_ignored_for_a_parent_that_is_outbound_or_answered(
 # -- conferences ------------------------------------------------------------------------------
 
 
-def onset(pcm: np.ndarray) -> float:
-    """When the first thing was heard (s)."""
-    frames = loud(pcm)
+def onset(pcm: np.ndarray, after: float = 0.0) -> float:
+    """When the first thing was heard (s), from ``after`` on."""
+    frames = loud(pcm[int(after * RATE) :])
     assert frames.any(), "nothing heard"
-    return float(np.argmax(frames)) * FRAME_S
+    return after + float(np.argmax(frames)) * FRAME_S
 
 
 async def answered_caller(app: RingbackApp) -> str:
@@ -416,9 +479,52 @@ async def test_participants_hear_ringback_while_the_new_call_rings_then_hear_it(
     start = onset(heard)  # our ringback's first frame, at the new call's first ring
     assert abs(dominant_frequency(span(heard, start + 0.05, start + 0.95), RATE) - EU_HZ) < 2
     assert tone_level(span(heard, start + 0.05, start + 0.95), RATE, EU_HZ) > -14
-    assert not loud(span(heard, start + 1.1, start + 2.3)).any()  # off; joined at 2.5 s
+    # Off after the burst, until the new call joined (2.5 s after its first ring): what is
+    # heard next is the new participant (a fixed window up to 2.3 s failed once in a combined
+    # run on a loaded machine: the bound is loose).
+    resumed = onset(heard, after=start + 1.0)
+    assert resumed - start > 2.0
+    assert (
+        abs(dominant_frequency(span(heard, resumed + 0.05, resumed + 0.35), RATE) - CALLEE_HZ) < 3
+    )
     new_heard = await app.hears(new, CALLER_HZ)  # the new call never hears the ringback
     assert tone_level(new_heard, RATE, EU_HZ) < -40
+
+    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def test_two_ringing_calls_ring_the_room_until_the_last_one_joins(app: RingbackApp):
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    added = []
+    for number in (RINGS, RINGS_LONGER):
+        request = {"callRequest": phone(number), **RINGBACK}
+        response = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
+        assert response.status_code == 200, response.text
+        added.append(response.json()["call"]["id"])
+    first, second = added
+    await app.wait_conf(conference_id, "PARTICIPANT_JOINED", first)
+    assert ringing_in(app, conference_id)  # the second still rings
+    await app.wait_conf(conference_id, "PARTICIPANT_JOINED", second)
+    assert not ringing_in(app, conference_id)
+    assert not app.gateway.conferences._rooms[conference_id].overlays
+
+    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await app.quiet()
+
+
+async def test_ringback_stops_when_the_room_is_hung_up_while_a_call_rings(app: RingbackApp):
+    existing = await answered_caller(app)
+    conference_id = await room_with(app, existing)
+    request = {"callRequest": phone(SILENT), **RINGBACK}
+    added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
+    assert added.status_code == 200, added.text
+    await poll(lambda: _tail_level(app, existing, EU_HZ, 0.3), 5)
 
     hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
     assert hung_up.status_code == 200, hung_up.text
