@@ -102,8 +102,24 @@ def start_gateway_process(
     port: int | None = None,
     timeout: float = 20,
 ) -> ServedGateway:
-    """Run `python -m gateway serve` and wait for its `ready` line."""
-    port = port or free_port()
+    """Run `python -m gateway serve` and wait for its `ready` line. Ports picked here can be
+    taken by another process before the gateway binds them (a client's ephemeral port, say):
+    then it is started again on new ones."""
+    for _ in range(2 if port is None else 0):
+        try:
+            return _start_gateway_process(data_dir, env_overrides, port or free_port(), timeout)
+        except _PortTaken:
+            continue
+    return _start_gateway_process(data_dir, env_overrides, port or free_port(), timeout)
+
+
+class _PortTaken(RuntimeError):
+    pass
+
+
+def _start_gateway_process(
+    data_dir: Path, env_overrides: dict[str, str] | None, port: int, timeout: float
+) -> ServedGateway:
     env = {
         **os.environ,
         "GATEWAY_HTTP_HOST": "127.0.0.1",
@@ -136,13 +152,17 @@ def start_gateway_process(
         if not line:
             break
         output.append(line)
-        if "ready" in line:
+        if line.startswith("gateway ready on "):  # not just "ready": "already in use" has it
             selector.close()
             # Keep draining, so that a chatty gateway never blocks on a full pipe.
             threading.Thread(target=_drain, args=(process, output), daemon=True).start()
             return ServedGateway(f"http://127.0.0.1:{port}", API_KEY, data_dir, process, output)
     process.kill()
-    raise RuntimeError("gateway did not become ready:\n" + "".join(output))
+    process.wait()
+    text = "".join(output)
+    if "address already in use" in text:
+        raise _PortTaken(text)
+    raise RuntimeError("gateway did not become ready:\n" + text)
 
 
 def _drain(process: subprocess.Popen, output: list[str]) -> None:
