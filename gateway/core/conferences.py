@@ -54,7 +54,6 @@ from gateway.timeutil import format_time, utcnow
 log = logging.getLogger(__name__)
 
 MAX_PARTICIPANTS = 15
-_RINGS = (LegState.RINGING, LegState.PRE_ESTABLISHED)  # a call placed, ringing or announcing
 _RING_EVENTS = ("CALL_RINGING", "CALL_PRE_ESTABLISHED")
 
 # Sees each tick's frames of a conference room: one row per joined call with audio, the
@@ -617,7 +616,7 @@ class ConferenceControl:
     def _ring(self, room: _Room, leg: Leg) -> None:
         """A ringback call's first ring: whoever is in the room now hears the ringback (as
         well as those already hearing it for another ringing call)."""
-        if room.ringback_calls.get(leg.id) is not False or leg.state not in _RINGS:
+        if room.ringback_calls.get(leg.id) is not False or not leg.state.is_ringing:
             return
         room.ringback_calls[leg.id] = True
         hearers = frozenset(id(port) for port in room.ports.values())

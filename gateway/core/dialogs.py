@@ -146,7 +146,6 @@ class DialogNotFound(CallError):
 BridgeHook = Callable[[Leg, Leg], object]
 # Plays a frame source to a leg until told to stop (the media plane's business, like bridging).
 PlayHook = Callable[[Leg, FrameSource], object]
-_RINGS = (LegState.RINGING, LegState.PRE_ESTABLISHED)
 _WITH_MEDIA = (LegState.PRE_ESTABLISHED, LegState.ESTABLISHED)
 _Step = Callable[[], Awaitable[Any]]
 
@@ -376,7 +375,7 @@ class DialogControl:
         if not active.ringback:
             return
         parent, child = active.legs()
-        if active.ending or child.state not in _RINGS:
+        if active.ending or not child.state.is_ringing:
             if child.state is LegState.ESTABLISHED or active.ending:
                 active.ringback = False
             self._silence(active)

@@ -35,6 +35,11 @@ class LegState(StrEnum):
         """Set up but not answered: the states in which the call can still fail."""
         return self in (LegState.CALLING, LegState.RINGING, LegState.PRE_ESTABLISHED)
 
+    @property
+    def is_ringing(self) -> bool:
+        """The far end rings or plays its early media (what a local ringback replaces)."""
+        return self in (LegState.RINGING, LegState.PRE_ESTABLISHED)
+
 
 class Direction(StrEnum):
     INBOUND = "INBOUND"

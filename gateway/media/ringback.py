@@ -76,7 +76,6 @@ class Ringback:
     called once per tick by the bridge it is played into."""
 
     def __init__(self, tone: RingbackTone) -> None:
-        self.tone = tone
         self._frames = _frames(tone)
         self.frames = 0  # ticks rung so far, silences included
         self.stopped = False
