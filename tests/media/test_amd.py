@@ -11,8 +11,11 @@ import numpy as np
 import pytest
 
 from gateway.media.amd import AmdSettings, MachineDetector, MachineVerdict, MessageEnd
+from gateway.media.amd_features import NAMES, GreetingFeatures
+from gateway.media.amd_pitch import PitchContour
 from gateway.media.codecs import decode_ulaw, encode_ulaw
 from gateway.media.tts import SpeechSynthesizer
+from gateway.media.voices import resolve_voice
 from gateway.testing.audio import dominant_frequency, silence, tone
 from trunks.pstn.greetings import Greeting, human_greeting, machine_greeting
 from trunks.pstn.line_noise import LineNoise
@@ -202,3 +205,52 @@ async def test_greetings_vary_across_seeds(synthesizer):
         assert 400 * 0.95 <= dominant_frequency(g.samples[start : start + 800], RATE) <= 2100
     for g in humans:  # the samples end with the last word; the line's noise is the caller's
         assert abs(len(g.samples) * 1000 // RATE - g.speech_end_ms) <= 1
+
+
+def rise_of(pcm: np.ndarray) -> float:
+    contour = PitchContour()
+    for start in range(0, len(pcm) - FRAME + 1, FRAME):
+        frame = pcm[start : start + FRAME].astype(np.float32)
+        contour.feed(frame, loud=bool(np.abs(frame).max() > 300))  # speech, not the silence
+    return contour.rise()
+
+
+def glide(start_hz: float, end_hz: float, seconds: float = 0.24) -> np.ndarray:
+    """A voice-like buzz (three harmonics) whose pitch glides from ``start_hz`` to ``end_hz``."""
+    t = np.arange(round(seconds * RATE)) / RATE
+    phase = 2 * np.pi * np.cumsum(np.linspace(start_hz, end_hz, len(t))) / RATE
+    return 8000 * sum(np.sin(k * phase) / k for k in (1, 2, 3))
+
+
+def test_a_pitch_glide_up_rises_and_down_does_not():
+    """Over the last 12 voiced frames (a word): 5.4 semitones, less the last frames' spread."""
+    assert 2.5 <= rise_of(glide(110, 150)) <= 5.4
+    assert rise_of(glide(150, 110)) < 0.5
+    assert rise_of(np.random.default_rng(1).normal(0, 3000, RATE // 2)) == 0  # unvoiced
+
+
+async def test_a_spoken_question_rises_and_a_statement_does_not(synthesizer):
+    voice = resolve_voice("en")
+    question = await synthesizer.synthesize("Who's calling?", voice)
+    statement = await synthesizer.synthesize("Please leave a message.", voice)
+    assert rise_of(question) >= 1.5 > rise_of(statement)
+
+
+def test_features_time_the_greeting_its_pauses_and_the_silence_after():
+    """0.5 s of silence, three 0.6 s bursts of buzz 0.4 s apart, then 0.8 s of silence."""
+    burst = glide(120, 120, 0.6)
+    pcm = np.concatenate(
+        [silence(0.5), burst, silence(0.4), burst, silence(0.4), burst, silence(0.8)]
+    )
+    features = GreetingFeatures()
+    for frame in pcm.reshape(-1, FRAME):
+        features.feed(frame.astype(np.float32))
+    heard = dict(zip(NAMES, features.vector(), strict=True))
+    assert heard["time"] == pytest.approx(3.9)
+    assert heard["initial_silence"] == pytest.approx(0.5, abs=0.03)
+    assert heard["greeting"] == pytest.approx(2.6, abs=0.05)
+    assert heard["silence"] == pytest.approx(0.8, abs=0.05)
+    assert heard["pauses"] == 2
+    assert heard["longest_pause"] == pytest.approx(0.4, abs=0.05)
+    assert heard["longest_stretch"] == pytest.approx(0.6, abs=0.05)
+    assert heard["falling_ends"] == 3 and heard["rising_ends"] == 0  # a level pitch
