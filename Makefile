@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # espeak-ng and sox make speech for simulated phones, chromium runs the softphone page's tests.
 SYSTEM_PACKAGES := sip-tester baresip-core openssl espeak-ng sox chromium
 
-.PHONY: run test lint system-deps venv clean certs bench-sip bench-media eval-amd
+.PHONY: run test lint system-deps venv clean certs bench-sip bench-media eval-amd train-amd
 
 run: venv certs
 	$(BIN)/gateway serve
@@ -67,3 +67,8 @@ bench-media: venv
 # Answering machine detection on a generated corpus (bench/amd_eval.py; EVAL_ARGS e.g. --errors).
 eval-amd: venv
 	$(BIN)/python bench/amd_eval.py $(EVAL_ARGS)
+
+# Fit the detector's classifier (gateway/media/amd_model.json) on tuning seeds 0-1399 only;
+# TRAIN_ARGS="--corpus DIR" reads a corpus saved by bench/amd_corpus.py --out.
+train-amd: venv
+	$(BIN)/python bench/amd_train.py $(TRAIN_ARGS)
