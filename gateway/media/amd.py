@@ -23,10 +23,10 @@ machine's greeting end (its beep, or silence), from the 20 ms frames it sends af
   and before its beep are under a second, and a machine with no beep is already recording,
   so waiting longer only loses the message's start; TIMEOUT at ``message_timeout``.
 
-Per frame: one dot product, and for speech frames one 160-point FFT (features) and for
-frames above the noise floor another (beep.py); every 100 ms before the verdict, two small
-matrix products; once an utterance ends, the pitch of its last loud frames. No window is
-recomputed. Pure numpy, no I/O after import, never blocks.
+Per frame: a few dot products (features), and for frames above the noise floor one
+160-point FFT (beep.py); every 100 ms before the verdict, two small matrix products; once an
+utterance ends, the pitch of its last loud frames. No window is recomputed. Pure numpy, no
+I/O after import, never blocks.
 """
 
 from __future__ import annotations
