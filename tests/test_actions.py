@@ -19,7 +19,7 @@ import pytest
 
 from gateway.app import Gateway
 from gateway.media.dtmf_detect import DtmfDetector
-from gateway.testing.app import CALL_EVENTS, prepare_app
+from gateway.testing.app import CALL_EVENTS, phone_heard, prepare_app
 from gateway.testing.audio import dominant_frequency, read_wav, tone, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.contract import OpenApiContract, voice
@@ -104,11 +104,7 @@ class ActionApp(SpecChecked, App):
         return found[-1]
 
     async def heard(self, call_id: str) -> np.ndarray:
-        response = await self.api.get(f"/pstn/1/calls/{call_id}/heard")
-        assert response.status_code == 200, response.text
-        pcm, rate = read_wav(response.content)
-        assert rate == RATE
-        return pcm.astype(np.float64)
+        return await phone_heard(self.api, call_id)
 
     async def upload(self, samples: np.ndarray, name: str = "prompt.wav") -> str:
         files = {"file": (name, wav_bytes(samples), "audio/wav")}

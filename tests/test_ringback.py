@@ -22,7 +22,7 @@ from gateway.core.leg import Leg, LegState
 from gateway.media.plane import FrameSource
 from gateway.media.ringback import FRAME, TONES, Ringback, ringback_tone
 from gateway.settings import Settings, load_settings
-from gateway.testing.app import CALL_EVENTS, prepare_app
+from gateway.testing.app import CALL_EVENTS, phone_heard, prepare_app
 from gateway.testing.audio import dominant_frequency, read_wav, tone_level
 from gateway.testing.webhook_recorder import WebhookRecorder
 from tests.sip.baresip import Account, Baresip
@@ -146,11 +146,7 @@ class RingbackApp(ConferenceApp):
         gw.calls.observe(on_event)
 
     async def heard(self, call_id: str) -> np.ndarray:
-        response = await self.api.get(f"/pstn/1/calls/{call_id}/heard")
-        assert response.status_code == 200, response.text
-        pcm, rate = read_wav(response.content)
-        assert rate == RATE
-        return pcm.astype(np.float64)
+        return await phone_heard(self.api, call_id)
 
     async def hears(self, call_id: str, frequency: float, seconds: float = 0.4) -> np.ndarray:
         """Wait until the phone's last ``seconds`` are ``frequency`` (and nothing of our

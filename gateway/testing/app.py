@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import httpx
+import numpy as np
+
+from gateway.media.frame import NARROWBAND
+from gateway.testing.audio import read_wav
 
 CALL_EVENTS = [
     "CALL_RECEIVED", "CALL_STARTED", "CALL_RINGING", "CALL_PRE_ESTABLISHED",
@@ -52,3 +56,13 @@ async def prepare_app(
         body = {"number": number, "behaviour": behaviour, "options": dict(options)}
         added = await api.post("/pstn/1/numbers", json=body)
         assert added.status_code == 201, added.text
+
+
+async def phone_heard(api: httpx.AsyncClient, call_id: str) -> np.ndarray:
+    """What a simulated phone has heard so far (``GET /pstn/1/calls/{callId}/heard``), as
+    8 kHz float64 samples."""
+    response = await api.get(f"/pstn/1/calls/{call_id}/heard")
+    assert response.status_code == 200, response.text
+    pcm, rate = read_wav(response.content)
+    assert rate == NARROWBAND
+    return pcm.astype(np.float64)
