@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -55,19 +55,50 @@ class GreetingModel:
 
     @classmethod
     def from_json(cls, text: str) -> GreetingModel:
+        """The model ``to_json`` wrote; a ValueError, at import rather than mid-call on the
+        event loop, if it does not fit today's features or is not a model at all."""
         data = json.loads(text)
+        missing = sorted({"features", *(f.name for f in fields(cls))} - data.keys())
+        if missing:
+            raise ValueError(f"not a greeting model: no {', '.join(missing)}")
         if tuple(data["features"]) != NAMES:
             raise ValueError(f"the model was fitted on other features: {data['features']}")
-        return cls(
-            mean=np.array(data["mean"]),
-            scale=np.array(data["scale"]),
-            hidden_weights=np.array(data["hidden_weights"]),
-            hidden_bias=np.array(data["hidden_bias"]),
-            output_weights=np.array(data["output_weights"]),
+        model = cls(
+            mean=np.array(data["mean"], dtype=float),
+            scale=np.array(data["scale"], dtype=float),
+            hidden_weights=np.array(data["hidden_weights"], dtype=float),
+            hidden_bias=np.array(data["hidden_bias"], dtype=float),
+            output_weights=np.array(data["output_weights"], dtype=float),
             output_bias=float(data["output_bias"]),
             human_below=float(data["human_below"]),
             machine_above=float(data["machine_above"]),
         )
+        model._check()
+        return model
+
+    def _check(self) -> None:
+        features, hidden = len(NAMES), self.hidden_bias.size
+        shapes = {
+            "mean": (self.mean.shape, (features,)),
+            "scale": (self.scale.shape, (features,)),
+            "hidden_weights": (self.hidden_weights.shape, (features, hidden)),
+            "hidden_bias": (self.hidden_bias.shape, (hidden,)),
+            "output_weights": (self.output_weights.shape, (hidden,)),
+        }
+        for name, (shape, wanted) in shapes.items():
+            if shape != wanted:
+                raise ValueError(f"the model's {name} is {shape}, not {wanted}")
+        arrays = (self.mean, self.scale, self.hidden_weights, self.hidden_bias, self.output_weights)
+        numbers = np.array([self.output_bias, self.human_below, self.machine_above])
+        if not all(np.isfinite(a).all() for a in (*arrays, numbers)):
+            raise ValueError("the model has weights that are not finite numbers")
+        if not (self.scale > 0).all():
+            raise ValueError("the model's scale must be positive (it divides the features)")
+        if not 0 <= self.human_below <= 0.5 <= self.machine_above <= 1:
+            raise ValueError(
+                f"the model's thresholds must be 0 <= human_below ({self.human_below}) <= 0.5 "
+                f"<= machine_above ({self.machine_above}) <= 1"
+            )
 
 
 def load_model(path: Path = MODEL_PATH) -> GreetingModel:

@@ -4,6 +4,7 @@ with and without a beep, silence and noise, and when; and the simulated greeting
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 
@@ -12,6 +13,7 @@ import pytest
 
 from gateway.media.amd import AmdSettings, MachineDetector, MachineVerdict, MessageEnd
 from gateway.media.amd_features import NAMES, GreetingFeatures
+from gateway.media.amd_model import MODEL_PATH, load_model
 from gateway.media.amd_pitch import PitchContour
 from gateway.media.codecs import decode_ulaw, encode_ulaw
 from gateway.media.tts import SpeechSynthesizer
@@ -254,3 +256,27 @@ def test_features_time_the_greeting_its_pauses_and_the_silence_after():
     assert heard["longest_pause"] == pytest.approx(0.4, abs=0.05)
     assert heard["longest_stretch"] == pytest.approx(0.6, abs=0.05)
     assert heard["falling_ends"] == 3 and heard["rising_ends"] == 0  # a level pitch
+
+
+@pytest.mark.parametrize(
+    ("change", "complaint"),
+    [
+        pytest.param(lambda m: m.pop("scale"), "no scale", id="a field missing"),
+        pytest.param(lambda m: m["features"].pop(), "other features", id="other features"),
+        pytest.param(lambda m: m["mean"].pop(), r"mean is \(15,\)", id="a short mean"),
+        pytest.param(
+            lambda m: [row.pop() for row in m["hidden_weights"]], "hidden_weights", id="shapes"
+        ),
+        pytest.param(lambda m: m["scale"].__setitem__(0, 0.0), "positive", id="a zero scale"),
+        pytest.param(lambda m: m.update(machine_above=0.3), "thresholds", id="thresholds"),
+    ],
+)
+def test_a_model_that_does_not_fit_the_features_is_refused_on_loading(tmp_path, change, complaint):
+    """At import, with what is wrong, rather than a numpy error mid-call on the event loop."""
+    model = json.loads(MODEL_PATH.read_text())
+    change(model)
+    path = tmp_path / "model.json"
+    path.write_text(json.dumps(model))
+    with pytest.raises(ValueError, match=complaint):
+        load_model(path)
+    load_model()  # while the shipped one loads
