@@ -27,6 +27,7 @@ import dataclasses
 import itertools
 import json
 import wave
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -63,6 +64,14 @@ def listen(pcm: np.ndarray) -> tuple[np.ndarray, int]:
         if features.now_ms >= FIRST_CHECK_MS and features.now_ms % CHECK_MS == 0:
             vectors.append(features.vector())
     return np.array(vectors), beep_found_ms
+
+
+def refuse_held_out(seeds: Sequence[int]) -> None:
+    """Exit unless every seed is a tuning seed: the held-out ones are for bench/amd_eval.py."""
+    if not seeds:
+        raise SystemExit("no seeds to train on")
+    if max(seeds) >= HELD_OUT_FIRST_SEED:
+        raise SystemExit(f"seeds from {HELD_OUT_FIRST_SEED} on are held out: not for training")
 
 
 def read_corpus(directory: Path) -> list[tuple[dict, np.ndarray]]:
@@ -120,7 +129,9 @@ def rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return x[spoke], np.repeat(y, x.shape[1]).reshape(spoke.shape)[spoke]
 
 
-def decide(p, spoke, beep_ms, human_below, machine_above):
+def decide(
+    p: np.ndarray, spoke: np.ndarray, beep_ms: np.ndarray, human_below: float, machine_above: float
+) -> tuple[np.ndarray, np.ndarray]:
     """The detector's policy on predictions ``p`` (cases x checks): (said machine, when)."""
     t = CHECKS[None, :]
     beeped = (beep_ms[:, None] > 0) & (beep_ms[:, None] <= t)
@@ -143,16 +154,15 @@ def main() -> None:
     if args.corpus:
         cases = read_corpus(args.corpus)
         seeds = [case["seed"] for case, _ in cases]
+        refuse_held_out(seeds)
         kinds = [case["kind"] for case, _ in cases]
         styles = [case["style"] for case, _ in cases]
     else:
-        made = asyncio.run(make_corpus(range(args.first_seed, args.first_seed + args.count)))
-        cases = [(case, pcm) for case, pcm in made]
-        seeds = [case.seed for case, _ in made]
-        kinds = [case.kind for case, _ in made]
-        styles = [case.style for case, _ in made]
-    if max(seeds) >= HELD_OUT_FIRST_SEED:
-        raise SystemExit(f"seeds from {HELD_OUT_FIRST_SEED} on are held out: not for training")
+        refuse_held_out(range(args.first_seed, args.first_seed + args.count))  # before espeak-ng
+        cases = asyncio.run(make_corpus(range(args.first_seed, args.first_seed + args.count)))
+        seeds = [case.seed for case, _ in cases]
+        kinds = [case.kind for case, _ in cases]
+        styles = [case.style for case, _ in cases]
     heard = [listen(pcm) for _, pcm in cases]
     x = np.stack([vectors for vectors, _ in heard])
     beep_ms = np.array([found for _, found in heard])
