@@ -3,9 +3,9 @@
 Fed every 20 ms frame after answer, it keeps running sums only (no window is recomputed):
 
 * voice activity, as Asterisk's app_amd sees it: a noise floor tracked by its minimum (it
-  follows a quieter frame at once and creeps up ``FLOOR_RISE_DB`` a second, so steady noise
-  is not speech); a frame ``MARGIN_DB`` above it is loud and ``START_FRAMES`` loud frames in a
-  row are speech (a click is not a word);
+  follows a quieter frame at once and creeps up 1.5 dB a second, ``FLOOR_RISE_DB`` a frame,
+  so steady noise is not speech); a frame ``MARGIN_DB`` above it is loud and
+  ``START_FRAMES`` loud frames in a row are speech (a click is not a word);
 * timing: the silence before the first word, how long the greeting has gone on, the silence
   since its last word, its pauses (``PAUSE_MS`` or longer) and the stretches of speech
   between them. A person says a few words and waits; a machine reads sentences one after the
@@ -67,8 +67,8 @@ class GreetingFeatures:
 
     def __init__(self) -> None:
         self.now_ms = 0
-        self.floor_db: float | None = None
-        self.loud_run = 0
+        self._floor_db: float | None = None
+        self._loud_run = 0
         self.onset_ms: int | None = None  # first speech
         self.speech_end_ms: int | None = None  # end of the last loud frame of speech
         self._stretch_start_ms = 0  # where the current stretch of speech began
@@ -91,18 +91,18 @@ class GreetingFeatures:
         self.now_ms += FRAME_MS
         power = float(np.dot(x, x)) / FRAME
         level = 10 * math.log10(max(power / _SINE_POWER, 1e-12))
-        floor = level if self.floor_db is None else min(level, self.floor_db + FLOOR_RISE_DB)
-        self.floor_db = floor
+        floor = level if self._floor_db is None else min(level, self._floor_db + FLOOR_RISE_DB)
+        self._floor_db = floor
         loud = level > max(floor + MARGIN_DB, MIN_SPEECH_DB)
-        self.loud_run = self.loud_run + 1 if loud else 0
+        self._loud_run = self._loud_run + 1 if loud else 0
         if not describe:
-            if self.loud_run >= START_FRAMES:
+            if self._loud_run >= START_FRAMES:
                 self.speech_end_ms = self.now_ms
         else:
-            self._pitch.feed(x, self.loud_run >= START_FRAMES)
+            self._pitch.feed(x, self._loud_run >= START_FRAMES)
             if self.onset_ms is not None:
                 self._syllables(max(level, floor + MARGIN_DB / 2))
-            if self.loud_run >= START_FRAMES:
+            if self._loud_run >= START_FRAMES:
                 self._speech(x, level, power)
         return level - floor if level > MIN_SPEECH_DB else -math.inf
 
@@ -110,7 +110,7 @@ class GreetingFeatures:
         start_ms = self.now_ms - START_FRAMES * FRAME_MS
         if self.onset_ms is None:
             self.onset_ms = self._stretch_start_ms = start_ms
-        elif self.loud_run == START_FRAMES and self.speech_end_ms is not None:
+        elif self._loud_run == START_FRAMES and self.speech_end_ms is not None:
             pause = start_ms - self.speech_end_ms
             if pause >= PAUSE_MS:
                 self._previous_rise = rise = self._pitch.rise()

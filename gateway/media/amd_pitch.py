@@ -10,8 +10,6 @@ pitch (median of the last ``END_FRAMES`` voiced frames) over the low of the last
 The pitch is only wanted at an utterance's end, so loud frames are kept (the last
 ``KEPT_FRAMES``) and their pitch worked out when the rise is first asked for after them, in
 one batched FFT: well under a millisecond once an utterance, rather than an FFT every frame.
-(From the pitch cue tried as a rule in an earlier attempt; here it is one feature among
-others.)
 """
 
 from __future__ import annotations
