@@ -38,7 +38,6 @@ import numpy as np
 from gateway.media.amd_features import BEEP_MARGIN_DB, GreetingFeatures
 from gateway.media.amd_model import CHECK_MS, FIRST_CHECK_MS, load_model
 from gateway.media.beep import BeepDetector
-from gateway.media.frame import FRAME_MS
 
 MODEL = load_model()
 SILENCE_CONFIDENCE = 0.65  # HUMAN for an answer that says nothing
@@ -86,7 +85,6 @@ class MachineDetector:
         self._deadline_ms = round(settings.detection_time * 1000)
         timeout = settings.message_timeout
         self._timeout_ms = round(timeout * 1000) if timeout else None
-        self._now_ms = 0  # audio time after the frames fed so far
         self._features = GreetingFeatures()
         self._beep = BeepDetector()
         self.verdict: MachineVerdict | None = None
@@ -109,8 +107,7 @@ class MachineDetector:
         Returns what became known with this frame (usually nothing)."""
         if self.finished:
             return []
-        start_ms = self._now_ms
-        self._now_ms += FRAME_MS
+        start_ms = self._features.now_ms  # this frame starts after those fed so far
         x = frame.astype(np.float32)
         above_floor_db = self._features.feed(x, describe=self.verdict is None)
         beep_at = self._beep.feed(x, above_floor_db >= BEEP_MARGIN_DB, start_ms)
@@ -126,7 +123,7 @@ class MachineDetector:
         return events
 
     def _decide(self, beep: bool) -> MachineVerdict | None:
-        now = self._now_ms
+        now = self._features.now_ms
         if beep:
             return _verdict(0.99, now)
         deadline = now >= self._deadline_ms
@@ -140,7 +137,7 @@ class MachineDetector:
         return None
 
     def _message_end(self, beep_at: int | None) -> MessageEnd | None:
-        now = self._now_ms
+        now = self._features.now_ms
         if beep_at is not None:
             return MessageEnd("BEEP", beep_at)
         assert self._timeout_ms is not None
