@@ -6,10 +6,12 @@ extractor (amd_features.py) and beep detector, and the features are taken every
 ``CHECK_MS`` as the detector asks the model, from ``FIRST_CHECK_MS`` to ``LAST_CHECK_MS``
 (the longest detection time). The network is fitted with Adam on every checkpoint after the
 first speech (cross-entropy, L2), from a fixed random start, so the same seeds give the same
-weights. The thresholds for deciding before the deadline are chosen on ``FOLDS``-fold
-cross-validated predictions: the most accurate pair whose median decision is within
-``MEDIAN_MS`` at the default detection time, simulating the detector's policy (a beep is
-MACHINE when found; no speech waits for the deadline). Printed: the cross-validated accuracy,
+weights on the same machine (another BLAS, or another number of its threads, sums in another
+order: the weights then differ in the fourth decimal, the decisions hardly). The thresholds
+for deciding before the deadline are chosen on ``FOLDS``-fold cross-validated predictions:
+the most accurate pair whose median decision is within ``MEDIAN_MS`` at the default detection
+time, simulating the detector's policy (a beep is MACHINE when found; no speech waits for the
+deadline). Printed: the cross-validated accuracy,
 confusion and median the thresholds give, and which features weigh most.
 
     python bench/amd_train.py [--corpus DIR] [--first-seed 0] [--count 1400] [--out FILE]
