@@ -133,22 +133,22 @@ _ALAW_DECODE = _alaw_decode_table()
 
 def encode_ulaw(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM of any shape -> µ-law codes (uint8, same shape)."""
-    return np.take(_ULAW_ENCODE, np.asarray(pcm, dtype=np.int16).view(np.uint16))
+    return _ULAW_ENCODE.take(np.asarray(pcm, dtype=np.int16).view(np.uint16))
 
 
 def decode_ulaw(codes: np.ndarray) -> np.ndarray:
     """µ-law codes (uint8, any shape) -> int16 PCM (same shape)."""
-    return np.take(_ULAW_DECODE, np.asarray(codes, dtype=np.uint8))
+    return _ULAW_DECODE.take(np.asarray(codes, dtype=np.uint8))
 
 
 def encode_alaw(pcm: np.ndarray) -> np.ndarray:
     """int16 PCM of any shape -> A-law codes (uint8, same shape)."""
-    return np.take(_ALAW_ENCODE, np.asarray(pcm, dtype=np.int16).view(np.uint16))
+    return _ALAW_ENCODE.take(np.asarray(pcm, dtype=np.int16).view(np.uint16))
 
 
 def decode_alaw(codes: np.ndarray) -> np.ndarray:
     """A-law codes (uint8, any shape) -> int16 PCM (same shape)."""
-    return np.take(_ALAW_DECODE, np.asarray(codes, dtype=np.uint8))
+    return _ALAW_DECODE.take(np.asarray(codes, dtype=np.uint8))
 
 
 class G711(Codec):
@@ -166,8 +166,9 @@ class G711(Codec):
         self._decode_table = decode_table
 
     def _lookup_codes(self, pcm: np.ndarray) -> np.ndarray:
-        # np.take is about twice as fast as fancy indexing for a table lookup.
-        return np.take(self._encode_table, np.asarray(pcm, dtype=np.int16).view(np.uint16))
+        # take is about twice as fast as fancy indexing for a table lookup, and the method
+        # skips np.take's Python-level dispatch (per leg and tick).
+        return self._encode_table.take(np.asarray(pcm, dtype=np.int16).view(np.uint16))
 
     def new_encoder(self) -> G711:
         return self
@@ -179,7 +180,7 @@ class G711(Codec):
         return self._lookup_codes(samples).tobytes()
 
     def decode(self, payload: bytes) -> np.ndarray:
-        return np.take(self._decode_table, np.frombuffer(payload, dtype=np.uint8))
+        return self._decode_table.take(np.frombuffer(payload, dtype=np.uint8))
 
     def encode_batch(
         self, frames: np.ndarray, encoders: Sequence[Encoder] | None = None
@@ -201,7 +202,7 @@ class G711(Codec):
         if any(len(p) != size for p in payloads):
             raise ValueError("a batch decodes payloads of one length; split by packet time")
         codes = np.frombuffer(b"".join(payloads), dtype=np.uint8).reshape(len(payloads), size)
-        return np.take(self._decode_table, codes)
+        return self._decode_table.take(codes)
 
 
 PCMU = G711("PCMU", 0, _ULAW_ENCODE, _ULAW_DECODE)
