@@ -4,8 +4,9 @@ Fed every 20 ms frame after answer, it keeps running sums only (no window is rec
 
 * voice activity, as Asterisk's app_amd sees it: a noise floor tracked by its minimum (it
   follows a quieter frame at once and creeps up 1.5 dB a second, ``FLOOR_RISE_DB`` a frame,
-  so steady noise is not speech); a frame ``MARGIN_DB`` above it is loud and
-  ``START_FRAMES`` loud frames in a row are speech (a click is not a word);
+  so steady noise is not speech; a level steady for a second is taken at once); a frame
+  ``MARGIN_DB`` above it is loud and ``START_FRAMES`` loud frames in a row are speech (a click
+  is not a word);
 * timing: the silence before the first word, how long the greeting has gone on, the silence
   since its last word, its pauses (``PAUSE_MS`` or longer) and the stretches of speech
   between them. A person says a few words and waits; a machine reads sentences one after the
@@ -35,6 +36,11 @@ MARGIN_DB = 10.0
 BEEP_MARGIN_DB = 3.0  # a beep is looked for in frames this far above the floor: a tone
 # stands out of noise by its spectrum (beep.py) where speech needs loudness
 MIN_SPEECH_DB = -55.0  # nothing quieter is speech (or a beep), whatever the floor
+# A level that stays within STEADY_DB for STEADY_FRAMES (a second) is the line, not a voice
+# (speech swings by more between syllables and words): the floor catches up with it at once.
+# Without this a floor taken during digital silence (the first moments after answer) would
+# make the line's noise, once it comes, speech for most of a minute.
+STEADY_DB, STEADY_FRAMES, STEADY_CHECK_MS = 4.0, 50, 200
 FLOOR_RISE_DB = 1.5 * FRAME_MS / 1000  # per frame: 1.5 dB a second
 START_FRAMES = 3
 PAUSE_MS = 160  # a gap in speech this long is a pause (between words or sentences)
@@ -68,6 +74,8 @@ class GreetingFeatures:
     def __init__(self) -> None:
         self.now_ms = 0
         self._floor_db: float | None = None
+        self._recent = np.full(STEADY_FRAMES, -math.inf)  # the last second's levels, a ring
+        self._recent_at = 0
         self._loud_run = 0
         self.onset_ms: int | None = None  # first speech
         self.speech_end_ms: int | None = None  # end of the last loud frame of speech
@@ -92,6 +100,14 @@ class GreetingFeatures:
         power = float(np.dot(x, x)) / FRAME
         level = 10 * math.log10(max(power / _SINE_POWER, 1e-12))
         floor = level if self._floor_db is None else min(level, self._floor_db + FLOOR_RISE_DB)
+        recent = self._recent
+        recent[self._recent_at] = level
+        self._recent_at = (self._recent_at + 1) % STEADY_FRAMES
+        # Looked at five times a second, and only while the frame stands out of the floor.
+        if level > floor + MARGIN_DB and self.now_ms % STEADY_CHECK_MS == 0:
+            low = float(recent.min())
+            if low > floor + MARGIN_DB and float(recent.max()) - low < STEADY_DB:
+                floor = low
         self._floor_db = floor
         loud = level > max(floor + MARGIN_DB, MIN_SPEECH_DB)
         self._loud_run = self._loud_run + 1 if loud else 0

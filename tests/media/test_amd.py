@@ -142,6 +142,32 @@ def test_an_answer_that_says_nothing_is_human_at_the_deadline(line):
     assert events == [MachineVerdict("HUMAN", {"HUMAN": 0.65, "MACHINE": 0.35}, 3700)]
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        pytest.param(
+            np.concatenate([silence(1.0), LineNoise("white", -41.0, 4).samples(5 * RATE)]),
+            id="digital silence, then the line's noise",
+        ),
+        pytest.param(
+            np.concatenate(
+                [
+                    LineNoise("pink", -38.0, 5).samples(2 * RATE),
+                    silence(1.0),
+                    LineNoise("pink", -38.0, 6).samples(3 * RATE),
+                ]
+            ),
+            id="noise, a gap of digital silence, noise again",
+        ),
+    ],
+)
+def test_the_line_coming_after_digital_silence_is_no_machine(line):
+    """The floor catches up with a steady line within a second: at most that second passes
+    for a word, and the person waiting is not taken for a machine (it was for 45 s)."""
+    events = listen(np.rint(line).astype(np.int16))
+    assert [e.result for e in events] == ["HUMAN"]
+
+
 @pytest.mark.parametrize("frequency", [400.0, 2000.0])
 async def test_beeps_at_the_band_edges_are_found(synthesizer, frequency):
     greeting = await machine_greeting(8, synthesizer, beep=False)
@@ -247,11 +273,12 @@ async def test_a_spoken_question_rises_and_a_statement_does_not(synthesizer):
 
 
 def test_features_time_the_greeting_its_pauses_and_the_silence_after():
-    """0.5 s of silence, three 0.6 s bursts of buzz 0.4 s apart, then 0.8 s of silence."""
+    """0.5 s of a quiet line, three 0.6 s bursts of buzz 0.4 s apart, then 0.8 s of the line."""
     burst = glide(120, 120, 0.6)
     pcm = np.concatenate(
         [silence(0.5), burst, silence(0.4), burst, silence(0.4), burst, silence(0.8)]
     )
+    pcm = pcm + LineNoise("white", -60.0, 7).samples(len(pcm))
     features = GreetingFeatures()
     for frame in pcm.reshape(-1, FRAME):
         features.feed(frame.astype(np.float32))
