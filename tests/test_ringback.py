@@ -173,6 +173,24 @@ class RingbackApp(ConferenceApp):
         await self.speak(call_id, CALLER_HZ)
         return call_id
 
+    async def ringback_dialog(self, number: str, until: str | None) -> tuple[str, str, str]:
+        """A caller, and a dialog with ringback from it to ``number``, followed until the
+        dialog event ``until`` (None: not waited for): the dialog's, parent's, child's ids."""
+        parent = await self.caller()
+        created = await self.dialog(parent, number, propagationOptions=RINGBACK)
+        dialog_id, child = created["id"], created["childCall"]["id"]
+        if until is not None:
+            await self.wait(dialog_id, until)
+        return dialog_id, parent, child
+
+    def ringback_delay(self, child: str, after: str) -> float:
+        """How soon after the child's first ring the one ringback started (checked < 0.25 s)."""
+        ((started, _),) = self.plays
+        delay = started - self.rings[child]
+        print(f"ringback started {delay * 1000:.1f} ms after the child's {after}")
+        assert 0 <= delay < 0.25
+        return delay
+
     async def hang_up(self, call_id: str) -> None:
         """The simulated phone hangs up."""
         hung_up = await self.api.post(f"/pstn/1/calls/{call_id}/hangup")
@@ -234,10 +252,7 @@ def span(pcm: np.ndarray, start: float, end: float) -> np.ndarray:
 async def test_caller_hears_our_ringback_in_place_of_the_early_media_then_the_callee(
     app: RingbackApp,
 ):
-    parent = await app.caller()
-    created = await app.dialog(parent, ANNOUNCES, propagationOptions=RINGBACK)
-    dialog_id, child = created["id"], created["childCall"]["id"]
-    await app.wait(dialog_id, "DIALOG_ESTABLISHED")
+    dialog_id, parent, child = await app.ringback_dialog(ANNOUNCES, "DIALOG_ESTABLISHED")
     assert app.flow(parent, child) == [
         "CALL_RECEIVED parent",
         "DIALOG_CREATED",
@@ -248,11 +263,9 @@ async def test_caller_hears_our_ringback_in_place_of_the_early_media_then_the_ca
         "CALL_ESTABLISHED parent",
         "DIALOG_ESTABLISHED",
     ]
-    ((started, played_to),) = app.plays
+    ((_, played_to),) = app.plays
     assert played_to == parent
-    delay = started - app.rings[child]
-    print(f"ringback started {delay * 1000:.1f} ms after the child's early media")
-    assert 0 <= delay < 0.25
+    app.ringback_delay(child, "early media")
 
     heard = await app.hears(parent, CALLEE_HZ)
     assert (await app.hears(child, CALLER_HZ)) is not None
@@ -279,10 +292,7 @@ async def test_caller_hears_our_ringback_in_place_of_the_early_media_then_the_ca
 async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answers(
     app: RingbackApp,
 ):
-    parent = await app.caller()
-    created = await app.dialog(parent, RINGS, propagationOptions=RINGBACK)
-    dialog_id, child = created["id"], created["childCall"]["id"]
-    await app.wait(dialog_id, "DIALOG_ESTABLISHED")
+    dialog_id, parent, child = await app.ringback_dialog(RINGS, "DIALOG_ESTABLISHED")
     assert app.flow(parent, child) == [
         "CALL_RECEIVED parent",
         "DIALOG_CREATED",
@@ -293,10 +303,7 @@ async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answe
         "CALL_ESTABLISHED parent",
         "DIALOG_ESTABLISHED",
     ]
-    ((started, _),) = app.plays
-    delay = started - app.rings[child]
-    print(f"ringback started {delay * 1000:.1f} ms after the child's CALL_RINGING")
-    assert 0 <= delay < 0.25
+    delay = app.ringback_delay(child, "CALL_RINGING")
     heard = await app.hears(parent, CALLEE_HZ)
     assert tone_level(span(heard, 0.05, 0.95), RATE, EU_HZ) > -14
     # Off after the burst until the callee, who answered 1.2 s after its ring: the parent's
@@ -313,10 +320,7 @@ async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answe
 
 
 async def test_ringback_stops_when_the_callee_rejects_and_the_dialog_fails(app: RingbackApp):
-    parent = await app.caller()
-    created = await app.dialog(parent, REJECTS, propagationOptions=RINGBACK)
-    dialog_id, child = created["id"], created["childCall"]["id"]
-    await app.wait(dialog_id, "DIALOG_FAILED")
+    _, parent, child = await app.ringback_dialog(REJECTS, "DIALOG_FAILED")
     assert app.flow(parent, child) == [
         "CALL_RECEIVED parent",
         "DIALOG_CREATED",
@@ -334,9 +338,7 @@ async def test_ringback_stops_when_the_callee_rejects_and_the_dialog_fails(app: 
 
 
 async def test_ringback_stops_when_the_caller_hangs_up_while_it_rings(app: RingbackApp):
-    parent = await app.caller()
-    created = await app.dialog(parent, SILENT, propagationOptions=RINGBACK)
-    dialog_id, child = created["id"], created["childCall"]["id"]
+    dialog_id, parent, child = await app.ringback_dialog(SILENT, None)
     await poll(lambda: _tail_level(app, parent, EU_HZ, 0.3), 5)
     ringback = app.gateway.dialogs._by_leg[parent].tone
     assert ringback is not None
