@@ -444,6 +444,20 @@ async def room_with(app: RingbackApp, call_id: str) -> str:
     return conference_id
 
 
+async def ring_into(app: RingbackApp, conference_id: str, number: str) -> str:
+    """Add a new call to ``number`` to the room, with ringback: the new call's id."""
+    request = {"callRequest": phone(number), **RINGBACK}
+    added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
+    assert added.status_code == 200, added.text
+    return added.json()["call"]["id"]
+
+
+async def hang_up_room(app: RingbackApp, conference_id: str) -> None:
+    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
+    assert hung_up.status_code == 200, hung_up.text
+    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+
+
 def ringing_in(app: RingbackApp, conference_id: str) -> bool:
     room = app.gateway.conferences._rooms.get(conference_id)
     return room is not None and room.ringback is not None
@@ -488,9 +502,7 @@ async def test_participants_hear_ringback_while_the_new_call_rings_then_hear_it(
     new_heard = await app.hears(new, CALLER_HZ)  # the new call never hears the ringback
     assert tone_level(new_heard, RATE, EU_HZ) < -40
 
-    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
-    assert hung_up.status_code == 200, hung_up.text
-    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await hang_up_room(app, conference_id)
     await app.quiet()
 
 
@@ -499,10 +511,7 @@ async def test_two_ringing_calls_ring_the_room_until_the_last_one_joins(app: Rin
     conference_id = await room_with(app, existing)
     added = []
     for number in (RINGS, RINGS_LONGER):
-        request = {"callRequest": phone(number), **RINGBACK}
-        response = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
-        assert response.status_code == 200, response.text
-        added.append(response.json()["call"]["id"])
+        added.append(await ring_into(app, conference_id, number))
     first, second = added
     await app.wait_conf(conference_id, "PARTICIPANT_JOINED", first)
     assert ringing_in(app, conference_id)  # the second still rings
@@ -510,33 +519,24 @@ async def test_two_ringing_calls_ring_the_room_until_the_last_one_joins(app: Rin
     assert not ringing_in(app, conference_id)
     assert not app.gateway.conferences._rooms[conference_id].overlays
 
-    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
-    assert hung_up.status_code == 200, hung_up.text
-    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await hang_up_room(app, conference_id)
     await app.quiet()
 
 
 async def test_ringback_stops_when_the_room_is_hung_up_while_a_call_rings(app: RingbackApp):
     existing = await answered_caller(app)
     conference_id = await room_with(app, existing)
-    request = {"callRequest": phone(SILENT), **RINGBACK}
-    added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
-    assert added.status_code == 200, added.text
+    await ring_into(app, conference_id, SILENT)
     await poll(lambda: _tail_level(app, existing, EU_HZ, 0.3), 5)
 
-    hung_up = await app.api.post(f"{CONFERENCES}/{conference_id}/hangup")
-    assert hung_up.status_code == 200, hung_up.text
-    await app.wait_conf(conference_id, "CONFERENCE_FINISHED")
+    await hang_up_room(app, conference_id)
     await app.quiet()
 
 
 async def test_ringback_stops_when_the_new_call_fails(app: RingbackApp):
     existing = await answered_caller(app)
     conference_id = await room_with(app, existing)
-    request = {"callRequest": phone(REJECTS), **RINGBACK}
-    added = await app.api.post(f"{CONFERENCES}/{conference_id}/call", json=request)
-    assert added.status_code == 200, added.text
-    new = added.json()["call"]["id"]
+    new = await ring_into(app, conference_id, REJECTS)
     await app.wait_conf(conference_id, "PARTICIPANT_JOIN_FAILED", new)
     assert not ringing_in(app, conference_id)
     assert not app.gateway.conferences._rooms[conference_id].overlays
