@@ -319,6 +319,27 @@ async def test_ringback_starts_at_the_first_ring_and_stops_when_the_callee_answe
     await app.quiet()
 
 
+async def test_a_ringback_the_media_plane_fails_to_play_leaves_nothing_behind(
+    app: RingbackApp,
+):
+    """The plane took the tone, then raised: the dialog goes on without it, and takes the
+    tone back each time, so nothing of it is left when the call ends."""
+    play = app.gateway.dialogs.on_play
+    assert play is not None
+
+    def failing(leg: Leg, source: FrameSource) -> object:
+        play(leg, source)
+        raise RuntimeError("the media plane failed")
+
+    app.gateway.dialogs.on_play = failing
+    dialog_id, parent, child = await app.ringback_dialog(RINGS, "DIALOG_ESTABLISHED")
+    assert not app.gateway.bridges._sources.get(parent)  # no tone over the callee
+    await app.hears(parent, CALLEE_HZ)
+    await app.hang_up(child)
+    await app.wait(dialog_id, "DIALOG_FINISHED")
+    await app.quiet()
+
+
 async def test_ringback_stops_when_the_callee_rejects_and_the_dialog_fails(app: RingbackApp):
     _, parent, child = await app.ringback_dialog(REJECTS, "DIALOG_FAILED")
     assert app.flow(parent, child) == [

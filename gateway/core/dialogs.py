@@ -381,13 +381,14 @@ class DialogControl:
             self._silence(active)
         elif active.tone is None and parent.state in _WITH_MEDIA and self.on_play is not None:
             tone = Ringback(self.ringback_tone)
+            active.tone = tone  # taken back by _silence, however far playing it got
             try:
                 playing = self.on_play(parent, tone)
             except Exception:
                 log.exception("dialog %s: ringback could not be played", active.dialog.id)
                 playing = False
-            if playing:
-                active.tone = tone
+            if not playing:
+                self._silence(active)
 
     def _silence(self, active: _Active) -> None:
         """Stop the ringback, if it plays; nothing of it is left."""
