@@ -25,6 +25,7 @@ from gateway.media.codecs import Codec
 from gateway.media.frame import FRAME_MS, NARROWBAND, samples_per_frame
 from gateway.media.mixer import mix_minus
 from gateway.media.port import MediaPort
+from gateway.media.socketset import SocketSet
 
 log = logging.getLogger(__name__)
 
@@ -278,8 +279,14 @@ class _Batch:
 
 
 class MediaPlane:
+    """The bridges and their clock. Each tick first reads the sockets of the bridged ports
+    that have one (``PolledPort``: RTP legs) in one go, then ticks every bridge: the packets
+    that reached the kernel before the tick play in it, whatever the event loop was doing."""
+
     def __init__(self) -> None:
         self.bridges: set[Bridge] = set()
+        self.sockets = SocketSet()  # the polled ports' sockets, read at each tick's start
+        self._polled: dict[int, MediaPort] = {}  # by id(port): the ports read on the tick
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.ticks = 0
@@ -293,6 +300,24 @@ class MediaPlane:
 
     def dissolve(self, bridge: Bridge) -> None:
         self.bridges.discard(bridge)
+        self._poll_bridged()  # at once: a dissolved pair may relay next, packet by packet
+
+    def _poll_bridged(self) -> None:
+        """Read on the tick the sockets of exactly the ports in a bridge now (a port may have
+        joined or left one since the last tick, through ``Bridge.add`` or ``remove``)."""
+        bridged = {id(port): port for bridge in self.bridges for port in bridge.ports}
+        polled = self._polled
+        if bridged.keys() == polled.keys():
+            return
+        for key in polled.keys() - bridged.keys():
+            read_on = getattr(polled.pop(key), "read_on", None)
+            if read_on is not None:
+                read_on(None)
+        for key in bridged.keys() - polled.keys():
+            port = polled[key] = bridged[key]
+            read_on = getattr(port, "read_on", None)
+            if read_on is not None:
+                read_on(self.sockets)
 
     def _ensure_running(self) -> None:
         if self._handle is None:
@@ -306,9 +331,12 @@ class MediaPlane:
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
+        self._poll_bridged()
+        self.sockets.read()
         tick_bridges(list(self.bridges), self._failed)
         self.ticks += 1
         if not self.bridges:
+            self._poll_bridged()  # no tick reads them any more: back to the event loop
             self._handle = None
             return
         self._next += TICK
@@ -323,3 +351,5 @@ class MediaPlane:
             self._handle.cancel()
             self._handle = None
         self.bridges.clear()
+        self._poll_bridged()
+        self.sockets.close()

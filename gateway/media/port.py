@@ -11,6 +11,7 @@ import numpy as np
 if TYPE_CHECKING:
     from gateway.media.codecs import Codec
     from gateway.media.jitterbuffer import Concealer
+    from gateway.media.socketset import SocketSet
 
 
 class MediaPort(Protocol):
@@ -42,6 +43,16 @@ class PayloadPort(MediaPort, Protocol):
 
     def push(self, payload: bytes) -> None:
         """Send one payload of ``batch_codec`` to the endpoint."""
+        ...
+
+
+class PolledPort(MediaPort, Protocol):
+    """A port whose packets come from a socket the plane can read itself at each tick (RTP
+    legs): a packet that reached the kernel before a tick then plays in it (see
+    ``gateway.media.socketset``). The plane looks for ``read_on`` by name."""
+
+    def read_on(self, sockets: SocketSet | None) -> None:
+        """Have ``sockets`` read the port's socket (None: the event loop, as packets come)."""
         ...
 
 

@@ -1,5 +1,10 @@
 """One leg's RTP endpoint: bound UDP sockets, symmetric RTP, counters and periodic RTCP.
 
+The event loop reads the sockets as packets come (a reader per socket, no transport), except
+that a mixed leg's RTP socket is read by the media plane at each tick (``read_on``: see
+``gateway.media.socketset``); sends go straight to the socket, and a packet the socket's
+buffer has no room for is dropped and counted (``send_errors``), never queued behind.
+
 ``datagram_received`` is the hot path. A relaying session (``relay``: the other leg's
 session) checks the version and the source, counts, and sends the datagram on as it is: no
 parse, no statistics, no payload copy, since a relay's capacity is this path's cost and the
@@ -17,7 +22,9 @@ No task, timer or object per packet beyond those handed on. RTCP runs on one
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,12 +47,16 @@ from gateway.media.rtcp import (
     parse_rtcp,
 )
 from gateway.media.rtp import FIXED_HEADER, HEADER_SIZE, RtpHeader, header_of, is_rtcp, unpack_rtp
+from gateway.media.socketset import SocketSet
 
 Address = tuple[str, int]
 PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
 RtcpHandler = Callable[[list[RtcpPacket]], None]
 RtcpMode = Literal["port", "mux", "off"]
 
+# A datagram is read into this many bytes: more than any audio packet (an Opus frame is at
+# most 1275 bytes); a larger one is cut short, and the truncated payload plays as it is.
+RECEIVE_SIZE = 4096
 _now = time.monotonic
 _pack_header = FIXED_HEADER.pack
 _unpack_header = FIXED_HEADER.unpack_from
@@ -53,8 +64,9 @@ _unpack_header = FIXED_HEADER.unpack_from
 
 @dataclass(slots=True)
 class RtpCounters:
-    """Per-leg counters. ``bytes_*`` are whole datagrams; ``late`` is what the jitter buffer
-    refused as too late, ``lost`` what the sender's sequence numbers say never arrived."""
+    """Per-leg counters. ``bytes_*`` are whole datagrams; ``send_errors`` what the socket
+    refused to send; ``late`` is what the jitter buffer refused as too late, ``lost`` what the
+    sender's sequence numbers say never arrived."""
 
     packets_in: int = 0
     bytes_in: int = 0
@@ -62,20 +74,13 @@ class RtpCounters:
     bytes_out: int = 0
     dropped_malformed: int = 0
     dropped_foreign: int = 0
+    send_errors: int = 0
     late: int = 0
     lost: int = 0
     ssrc_changes: int = 0
 
 
-class _RtcpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, session: RtpSession) -> None:
-        self._session = session
-
-    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
-        self._session.rtcp_received(data, addr)
-
-
-class RtpSession(asyncio.DatagramProtocol):
+class RtpSession:
     """The RTP endpoint of one leg. Create, ``await start()``, ``close()`` when the leg ends.
 
     Remote address: ``remote`` is where we send (from the SDP; None if unknown). With
@@ -140,8 +145,9 @@ class RtpSession(asyncio.DatagramProtocol):
         self._last_send = 0.0
         self._last_send_ts = self._ts
         self._pair: PortPair | None = None
-        self._transport: asyncio.DatagramTransport | None = None
-        self._rtcp_transport: asyncio.DatagramTransport | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sock: socket.socket | None = None  # the RTP socket, while started
+        self._polled: SocketSet | None = None  # what reads it; None: the event loop
         self._report_timer: asyncio.TimerHandle | None = None
         self._remote: Address | None = None
         self._source: Address | None = None  # the one address packets are accepted from
@@ -153,28 +159,54 @@ class RtpSession(asyncio.DatagramProtocol):
     async def start(self) -> None:
         """Bind a port pair and start receiving; RTCP reports begin after about an interval."""
         loop = asyncio.get_running_loop()
+        self._loop = loop
         self._pair = self._allocator.allocate(self.local_ip, rtcp=self._rtcp_mode == "port")
-        self._transport, _ = await loop.create_datagram_endpoint(lambda: self, sock=self._pair.rtp)
+        self._sock = self._pair.rtp
+        self._watch(self._polled)
         if self._pair.rtcp is not None:
-            self._rtcp_transport, _ = await loop.create_datagram_endpoint(
-                lambda: _RtcpProtocol(self), sock=self._pair.rtcp
-            )
+            loop.add_reader(self._pair.rtcp.fileno(), self._rtcp_readable)
         if self._rtcp_mode != "off":
             self._schedule_report(loop)
         if self._registry is not None:
             self._registry.add(self)
 
+    def read_on(self, polled: SocketSet | None) -> None:
+        """Have ``polled`` read the RTP socket (the media plane's tick, for a mixed leg: see
+        ``gateway.media.socketset``), or the event loop again as each packet comes (None)."""
+        if polled is self._polled:
+            return
+        if self._sock is not None:
+            self._unwatch()
+            self._watch(polled)
+        self._polled = polled
+
+    def _watch(self, polled: SocketSet | None) -> None:
+        assert self._sock is not None and self._loop is not None
+        if polled is None:
+            self._loop.add_reader(self._sock.fileno(), self._readable)
+        else:
+            polled.add(self._sock.fileno(), self._readable)
+
+    def _unwatch(self) -> None:
+        assert self._sock is not None and self._loop is not None
+        if self._polled is None:
+            self._loop.remove_reader(self._sock.fileno())
+        else:
+            self._polled.discard(self._sock.fileno())
+
     def close(self) -> None:
         if self._report_timer is not None:
             self._report_timer.cancel()
             self._report_timer = None
-        for transport in (self._transport, self._rtcp_transport):
-            if transport is not None:
-                transport.close()
-        self._transport = self._rtcp_transport = None
+        if self._sock is not None:
+            self._unwatch()
+            self._sock = None
         if self._pair is not None:
+            if self._pair.rtcp is not None and self._loop is not None:
+                self._loop.remove_reader(self._pair.rtcp.fileno())
             self._pair.close()
             self._pair = None
+        self._polled = None
         if self._registry is not None:
             self._registry.discard(self)
 
@@ -243,7 +275,21 @@ class RtpSession(asyncio.DatagramProtocol):
 
     # The hot path.
 
-    def datagram_received(self, data: bytes, addr: Address) -> None:  # type: ignore[override]
+    def _readable(self) -> None:
+        try:
+            data, addr = self._sock.recvfrom(RECEIVE_SIZE)  # type: ignore[union-attr]
+        except OSError:  # nothing queued after all (BlockingIOError), or an ICMP error
+            return
+        self.datagram_received(data, addr)
+
+    def _rtcp_readable(self) -> None:
+        try:
+            data, addr = self._pair.rtcp.recvfrom(RECEIVE_SIZE)  # type: ignore[union-attr]
+        except OSError:
+            return
+        self.rtcp_received(data, addr)
+
+    def datagram_received(self, data: bytes, addr: Address) -> None:
         if self._mux and is_rtcp(data):  # RFC 5761 demultiplexing
             self.rtcp_received(data, addr)
             return
@@ -365,10 +411,14 @@ class RtpSession(asyncio.DatagramProtocol):
         self._sent_octets += len(payload)
         self._last_send = _now()
         self._last_send_ts = ts
-        remote, transport = self._remote, self._transport
-        if remote is None or transport is None:
+        remote, sock = self._remote, self._sock
+        if remote is None or sock is None:
             return False
-        transport.sendto(data, remote)  # send_raw, inlined: once per leg and tick
+        try:  # send_raw, inlined: once per leg and tick
+            sock.sendto(data, remote)
+        except OSError:  # the socket's buffer is full (a real-time packet is not queued)
+            self._counters.send_errors += 1
+            return False
         counters = self._counters
         counters.packets_out += 1
         counters.bytes_out += len(data)
@@ -376,10 +426,14 @@ class RtpSession(asyncio.DatagramProtocol):
 
     def send_raw(self, data: bytes) -> bool:
         """Send a datagram as it is (a relayed packet keeps the other leg's SSRC)."""
-        remote = self._remote
-        if remote is None or self._transport is None:
+        remote, sock = self._remote, self._sock
+        if remote is None or sock is None:
             return False
-        self._transport.sendto(data, remote)
+        try:
+            sock.sendto(data, remote)
+        except OSError:
+            self._counters.send_errors += 1
+            return False
         counters = self._counters
         counters.packets_out += 1
         counters.bytes_out += len(data)
@@ -427,8 +481,9 @@ class RtpSession(asyncio.DatagramProtocol):
     def _send_report(self, loop: asyncio.AbstractEventLoop) -> None:
         self._schedule_report(loop)
         destination = self._rtcp_destination()
-        transport = self._transport if self._mux else self._rtcp_transport
-        if destination is None or transport is None or not self.reporting:
+        pair = self._pair
+        sock = None if pair is None else pair.rtp if self._mux else pair.rtcp
+        if destination is None or sock is None or not self.reporting:
             return
         now = _now()
         blocks = () if self._stats is None else (self._stats.report_block(now),)
@@ -443,6 +498,8 @@ class RtpSession(asyncio.DatagramProtocol):
                 self._sent_octets,
                 blocks,
             )
-            transport.sendto(build_sr(report, self.cname), destination)
+            packet = build_sr(report, self.cname)
         else:
-            transport.sendto(build_rr(ReceiverReport(self.ssrc, blocks), self.cname), destination)
+            packet = build_rr(ReceiverReport(self.ssrc, blocks), self.cname)
+        with contextlib.suppress(OSError):  # a report lost to a full buffer: the next one
+            sock.sendto(packet, destination)

@@ -21,6 +21,7 @@ from gateway.media.port import NativeMedia, RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
 from gateway.media.session import RtpSession
+from gateway.media.socketset import SocketSet
 from trunks.sip.sdp import TELEPHONE_EVENT, NegotiatedMedia
 from trunks.sip.sdp import Codec as SdpCodec
 
@@ -126,6 +127,9 @@ class RtpMediaPort:
 
     def stop_relay(self) -> None:
         self.session.relay = None
+
+    def read_on(self, sockets: SocketSet | None) -> None:
+        self.session.read_on(sockets)
 
     def send_digit(self, digit: str, duration_ms: int) -> bool:
         """Queue one key press (``0-9*#A-D``) to send as RFC 4733 events, after those queued

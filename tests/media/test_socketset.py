@@ -1,0 +1,228 @@
+"""Sockets read on the media plane's tick: the SocketSet itself, and mixed RTP legs whose
+packets wait in the kernel for the tick (however busy the loop) and go back to the event loop
+when their bridge dissolves."""
+
+from __future__ import annotations
+
+import asyncio
+import select
+import socket
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from gateway.media.codecs import PCMU
+from gateway.media.plane import MediaPlane
+from gateway.media.ports import PortAllocator
+from gateway.media.rtp import build_rtp
+from gateway.media.session import RtpSession
+from gateway.media.socketset import MAX_ROUNDS, SocketSet
+from tests.media.test_rtp_session import LOCAL, TIMEOUT, free_range
+from trunks.sip.media import RtpMediaPort
+from trunks.sip.sdp import Codec, NegotiatedMedia
+
+
+def udp() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((LOCAL, 0))
+    sock.setblocking(False)
+    return sock
+
+
+def queued(sock: socket.socket) -> bool:
+    """Whether a datagram waits in the socket (without reading it)."""
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def wait_queued(sock: socket.socket) -> None:
+    assert select.select([sock], [], [], TIMEOUT)[0], "the datagram never arrived"
+
+
+@pytest.fixture
+def sockets() -> Iterator[tuple[SocketSet, list[socket.socket]]]:
+    polled = SocketSet()
+    socks = [udp() for _ in range(3)]
+    yield polled, socks
+    polled.close()
+    for sock in socks:
+        sock.close()
+
+
+def test_read_takes_every_ready_socket_and_skips_the_idle(
+    sockets: tuple[SocketSet, list[socket.socket]],
+) -> None:
+    polled, (a, b, idle) = sockets
+    got: list[tuple[str, bytes]] = []
+    for name, sock in (("a", a), ("b", b), ("idle", idle)):
+        polled.add(sock.fileno(), lambda name=name, sock=sock: got.append((name, sock.recv(64))))
+    sender = udp()
+    sender.sendto(b"to a", a.getsockname())
+    sender.sendto(b"to b", b.getsockname())
+    wait_queued(a)
+    wait_queued(b)
+    assert polled.read() == 2
+    assert sorted(got) == [("a", b"to a"), ("b", b"to b")]
+    assert polled.read() == 0  # nothing left: nothing read
+    sender.close()
+
+
+def test_a_flooded_socket_is_read_a_few_times_per_read(
+    sockets: tuple[SocketSet, list[socket.socket]],
+) -> None:
+    polled, (a, _, _) = sockets
+    got: list[bytes] = []
+    polled.add(a.fileno(), lambda: got.append(a.recv(64)))
+    sender = udp()
+    for i in range(MAX_ROUNDS + 3):
+        sender.sendto(bytes([i]), a.getsockname())
+    wait_queued(a)
+    assert polled.read() == MAX_ROUNDS  # a flood cannot hold up the tick...
+    assert polled.read() == 3  # ...and what is left is read the next time
+    assert got == [bytes([i]) for i in range(MAX_ROUNDS + 3)]
+    sender.close()
+
+
+def test_a_reader_that_raises_does_not_stop_the_others(
+    sockets: tuple[SocketSet, list[socket.socket]], caplog: pytest.LogCaptureFixture
+) -> None:
+    polled, (a, b, _) = sockets
+    got: list[bytes] = []
+
+    def broken() -> None:
+        a.recv(64)
+        raise RuntimeError("bad reader")
+
+    polled.add(a.fileno(), broken)
+    polled.add(b.fileno(), lambda: got.append(b.recv(64)))
+    sender = udp()
+    sender.sendto(b"x", a.getsockname())
+    sender.sendto(b"y", b.getsockname())
+    wait_queued(a)
+    wait_queued(b)
+    polled.read()
+    assert got == [b"y"]
+    assert "bad reader" in caplog.text
+    sender.close()
+
+
+def test_discard_stops_reading_and_tolerates_a_closed_socket(
+    sockets: tuple[SocketSet, list[socket.socket]],
+) -> None:
+    polled, (a, b, _) = sockets
+    polled.add(a.fileno(), lambda: pytest.fail("a discarded socket was read"))
+    polled.add(b.fileno(), lambda: None)
+    fd = b.fileno()
+    polled.discard(a.fileno())
+    b.close()
+    polled.discard(fd)  # closed first: epoll forgot it already
+    polled.discard(fd)  # and twice is harmless
+    sender = udp()
+    sender.sendto(b"x", a.getsockname())
+    wait_queued(a)
+    assert polled.read() == 0 and len(polled) == 0
+    sender.close()
+
+
+# Mixed RTP legs in a media plane.
+
+PCMU_SDP = Codec(PCMU.payload_type, "PCMU", 8000)
+
+
+@pytest.fixture
+async def mixed() -> AsyncIterator[tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]]]:
+    """Two RTP legs, each with a far end, bridged (mixed) by a media plane."""
+    allocator = PortAllocator(*free_range(4))
+    plane = MediaPlane()
+    far_ends = [udp(), udp()]
+    ports = []
+    for index, far in enumerate(far_ends):
+        session = RtpSession(allocator, LOCAL, call_id=f"leg{index}", rtcp="off")
+        port = RtpMediaPort(session)
+        await session.start()
+        remote = far.getsockname()
+        port.use(NegotiatedMedia(PCMU_SDP, None, remote, None, "sendrecv", 20))
+        ports.append(port)
+    yield plane, ports, far_ends
+    plane.close()
+    for port in ports:
+        port.session.close()
+    for far in far_ends:
+        far.close()
+
+
+async def ticks(plane: MediaPlane, count: int) -> None:
+    async with asyncio.timeout(TIMEOUT):
+        target = plane.ticks + count
+        while plane.ticks < target:
+            await asyncio.sleep(0.005)
+
+
+async def heard(far: socket.socket, payload: bytes) -> bool:
+    """Wait until the far end receives an RTP packet carrying ``payload``."""
+    async with asyncio.timeout(TIMEOUT):
+        while True:
+            try:
+                data = far.recv(2048)
+            except BlockingIOError:
+                await asyncio.sleep(0.005)
+                continue
+            if data[12:] == payload:
+                return True
+
+
+def rtp_socket(port: RtpMediaPort) -> socket.socket:
+    pair = port.session._pair
+    assert pair is not None
+    return pair.rtp
+
+
+async def test_a_mixed_leg_is_read_on_the_tick_and_hears_the_other_leg(
+    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
+) -> None:
+    plane, (a, b), (far_a, far_b) = mixed
+    plane.bridge(a, b)
+    await ticks(plane, 1)
+    assert rtp_socket(a).fileno() in plane.sockets and rtp_socket(b).fileno() in plane.sockets
+    # Between ticks the packet stays in the kernel however often the loop runs: the tick,
+    # not the event loop, reads it, so it cannot miss the tick it arrived before.
+    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"\x55" * 160), ("127.0.0.1", a.session.local_port))
+    wait_queued(rtp_socket(a))
+    ticks_before = plane.ticks
+    for _ in range(5):
+        await asyncio.sleep(0)
+    if plane.ticks == ticks_before:  # no tick ran meanwhile (one is due every 20 ms)
+        assert queued(rtp_socket(a)) and len(a.jitter) == 0
+    # The next tick reads it and plays it to the other leg: b's far end hears a's payload.
+    assert await heard(far_b, b"\x55" * 160)
+    assert a.session.counters.packets_in == 1
+
+
+async def test_a_dissolved_bridge_gives_its_legs_back_to_the_event_loop(
+    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
+) -> None:
+    plane, (a, b), (far_a, far_b) = mixed
+    bridge = plane.bridge(a, b)
+    await ticks(plane, 1)
+    assert len(plane.sockets) == 2
+    plane.dissolve(bridge)
+    assert len(plane.sockets) == 0
+    a.relay_with(b)  # a relayed leg must forward each packet as it comes, with no tick
+    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"relayed"), ("127.0.0.1", a.session.local_port))
+    assert await heard(far_b, b"relayed")
+    assert a.session.counters.packets_in == 1
+
+
+async def test_a_leg_removed_from_a_live_bridge_is_read_by_the_loop_again(
+    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
+) -> None:
+    plane, (a, b), _ = mixed
+    bridge = plane.bridge(a, b)
+    await ticks(plane, 1)
+    bridge.remove(a)  # as a conference removes a participant: the plane sees it next tick
+    await ticks(plane, 2)
+    assert rtp_socket(a).fileno() not in plane.sockets
+    assert rtp_socket(b).fileno() in plane.sockets
+    a.session.close()  # a closed session leaves no reader behind anywhere
+    b.session.close()
+    await ticks(plane, 1)
+    assert len(plane.sockets) == 0
