@@ -30,6 +30,11 @@ from gateway.media.socketset import SocketSet
 log = logging.getLogger(__name__)
 
 TICK = FRAME_MS / 1000
+# Ticks a plane that fell behind runs back to back to catch up; further behind, it skips to
+# now. A skipped tick would leave every leg's jitter buffer a frame deeper (20 ms more delay
+# on every call until the buffers shed it, a second later at best); a tick caught up costs
+# no more work than one on time, since the packets are there to handle either way.
+CATCH_UP = 5
 
 OnFailure = Callable[["Bridge", Exception], None]
 # Gives the next frame of something played into a bridge (a prompt, a beep, DTMF tones), or
@@ -341,7 +346,7 @@ class MediaPlane:
             return
         self._next += TICK
         now = loop.time()
-        if now > self._next + TICK:  # fell behind by more than a frame: skip, don't burst
+        if now > self._next + CATCH_UP * TICK:  # stalled: what it missed is past saving
             self.late_ticks += 1
             self._next = now + TICK
         self._handle = loop.call_at(self._next, self._tick)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import time
+
 import numpy as np
 import pytest
 
 from gateway.media.codecs import PCMA, PCMU, Codec
 from gateway.media.jitterbuffer import Concealer
-from gateway.media.plane import Bridge, tick_bridges
+from gateway.media.plane import CATCH_UP, TICK, Bridge, MediaPlane, tick_bridges
 
 
 def tone(level: int, phase: int = 0) -> np.ndarray:
@@ -178,3 +181,32 @@ def test_two_overlays_heard_by_one_port_add_up() -> None:
     bridge = Bridge([a, b], overlays=[Overlay(lambda: first), Overlay(lambda: second)])
     bridge.tick()
     assert (a.heard[-1] == 1250).all() and (b.heard[-1] == 1250).all()
+
+
+async def ticks_after_a_stall(stall: float) -> tuple[int, MediaPlane]:
+    """How many ticks a plane runs in the 20 ms after the event loop stalled ``stall`` s."""
+    plane = MediaPlane()
+    port = PlainPort(tone(1000))
+    plane.bridge(port)
+    try:
+        async with asyncio.timeout(2):
+            while plane.ticks < 2:
+                await asyncio.sleep(0.001)
+        time.sleep(stall)  # the whole process stalls (a blocking call, the machine busy)
+        before = plane.ticks
+        await asyncio.sleep(0.02)
+        return plane.ticks - before, plane
+    finally:
+        plane.close()
+
+
+async def test_a_plane_that_fell_a_few_ticks_behind_catches_up() -> None:
+    # Skipping them would leave every jitter buffer a frame deeper: 20 ms more on every call.
+    ran, plane = await ticks_after_a_stall(3.5 * TICK)
+    assert ran >= 4 and plane.late_ticks == 0
+
+
+async def test_a_plane_stalled_for_long_skips_to_now_instead_of_bursting() -> None:
+    ran, plane = await ticks_after_a_stall(20 * TICK)
+    assert plane.late_ticks == 1
+    assert ran <= CATCH_UP + 2  # not the twenty ticks it missed
