@@ -47,16 +47,13 @@ from gateway.media.rtcp import (
     parse_rtcp,
 )
 from gateway.media.rtp import FIXED_HEADER, HEADER_SIZE, RtpHeader, header_of, is_rtcp, unpack_rtp
-from gateway.media.socketset import SocketSet
+from gateway.media.socketset import RECEIVE_SIZE, SocketSet
 
 Address = tuple[str, int]
 PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
 RtcpHandler = Callable[[list[RtcpPacket]], None]
 RtcpMode = Literal["port", "mux", "off"]
 
-# A datagram is read into this many bytes: more than any audio packet (an Opus frame is at
-# most 1275 bytes); a larger one is cut short, and the truncated payload plays as it is.
-RECEIVE_SIZE = 4096
 _now = time.monotonic
 _pack_header = FIXED_HEADER.pack
 _unpack_header = FIXED_HEADER.unpack_from
@@ -185,7 +182,7 @@ class RtpSession:
         if polled is None:
             self._loop.add_reader(self._sock.fileno(), self._readable)
         else:
-            polled.add(self._sock.fileno(), self._readable)
+            polled.add(self._sock, self.datagram_received)
 
     def _unwatch(self) -> None:
         assert self._sock is not None and self._loop is not None
