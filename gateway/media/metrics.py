@@ -25,6 +25,7 @@ class _Counters(Protocol):
     bytes_out: int
     dropped_malformed: int
     dropped_foreign: int
+    send_errors: int
     late: int
 
 
@@ -68,9 +69,14 @@ _FAMILIES = (
     ),
     (
         "gateway_rtp_dropped_total",
-        "RTP packets dropped on receipt, by reason.",
+        "RTP packets dropped, by reason (unsent: a full socket buffer refused it).",
         "reason",
-        (("malformed", "dropped_malformed"), ("foreign", "dropped_foreign"), ("late", "late")),
+        (
+            ("malformed", "dropped_malformed"),
+            ("foreign", "dropped_foreign"),
+            ("late", "late"),
+            ("unsent", "send_errors"),
+        ),
     ),
 )
 

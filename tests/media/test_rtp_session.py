@@ -423,5 +423,29 @@ async def test_prometheus_page(pair: tuple[RtpSession, RtpSession]) -> None:
     assert samples["gateway_rtp_dropped_total", "b", "malformed"] == 1
     assert samples["gateway_rtp_dropped_total", "b", "foreign"] == 0
     assert samples["gateway_rtp_dropped_total", "b", "late"] == 0
-    assert len(samples) == 2 * 7
+    assert samples["gateway_rtp_dropped_total", "b", "unsent"] == 0
+    assert len(samples) == 2 * 8
     assert escape_label('a"b\\c\nd') == 'a\\"b\\\\c\\nd'
+
+
+class FullSocket:
+    """A socket whose send buffer is full: every send is refused, as the kernel refuses one."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+
+    def sendto(self, data: bytes, addr: object) -> int:
+        raise BlockingIOError(11, "Resource temporarily unavailable")
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._sock, name)
+
+
+async def test_a_packet_the_socket_refuses_is_dropped_and_counted(
+    pair: tuple[RtpSession, RtpSession],
+) -> None:
+    a, _ = pair
+    a._sock = FullSocket(a._sock)  # type: ignore[arg-type,assignment]
+    assert not a.send_payload(b"\x00" * 160)
+    assert not a.send_raw(b"\x80" + b"\x00" * 171)
+    assert (a.counters.send_errors, a.counters.packets_out) == (2, 0)
