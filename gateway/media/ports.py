@@ -30,7 +30,7 @@ class PortPair:
         self.rtcp = rtcp
 
     def close(self) -> None:
-        """Close the sockets still open (a transport may have closed them) and free the port."""
+        """Close the sockets still open and free the port."""
         for sock in (self.rtp, self.rtcp):
             if sock is not None and sock.fileno() != -1:
                 sock.close()
