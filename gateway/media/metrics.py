@@ -69,7 +69,7 @@ _FAMILIES = (
     ),
     (
         "gateway_rtp_dropped_total",
-        "RTP packets dropped, by reason (unsent: a full socket buffer refused it).",
+        "RTP packets dropped, by reason (unsent: the socket refused to send it).",
         "reason",
         (
             ("malformed", "dropped_malformed"),

@@ -291,7 +291,8 @@ class MediaPlane:
     def __init__(self) -> None:
         self.bridges: set[Bridge] = set()
         self.sockets = SocketSet()  # the polled ports' sockets, read at each tick's start
-        self._polled: dict[int, MediaPort] = {}  # by id(port): the ports read on the tick
+        self._polled: dict[int, MediaPort] = {}  # by id(port): every bridged port
+        self.caught_up_ticks = 0  # ticks run more than a tick after they fell due
         self._handle: asyncio.TimerHandle | None = None
         self._next = 0.0
         self.ticks = 0
@@ -315,17 +316,25 @@ class MediaPlane:
         if bridged.keys() == polled.keys():
             return
         for key in polled.keys() - bridged.keys():
-            read_on = getattr(polled.pop(key), "read_on", None)
-            if read_on is not None:
-                read_on(None)
+            self._read_on(polled.pop(key), None)
         for key in bridged.keys() - polled.keys():
             port = polled[key] = bridged[key]
-            read_on = getattr(port, "read_on", None)
-            if read_on is not None:
-                read_on(self.sockets)
+            self._read_on(port, self.sockets)
+
+    @staticmethod
+    def _read_on(port: MediaPort, sockets: SocketSet | None) -> None:
+        read_on = getattr(port, "read_on", None)  # a PolledPort
+        if read_on is None:
+            return
+        try:
+            read_on(sockets)
+        except Exception:  # the port keeps its reader; the clock must go on for the others
+            log.exception("moving a port's socket to or from the plane's tick failed")
 
     def _ensure_running(self) -> None:
         if self._handle is None:
+            if self.sockets.closed:  # closed, then used again
+                self.sockets = SocketSet()
             loop = asyncio.get_running_loop()
             self._next = loop.time() + TICK
             self._handle = loop.call_at(self._next, self._tick)
@@ -336,6 +345,8 @@ class MediaPlane:
 
     def _tick(self) -> None:
         loop = asyncio.get_running_loop()
+        if loop.time() > self._next + TICK:
+            self.caught_up_ticks += 1
         self._poll_bridged()
         self.sockets.read()
         tick_bridges(list(self.bridges), self._failed)

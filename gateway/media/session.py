@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import socket
 import time
@@ -48,6 +49,8 @@ from gateway.media.rtcp import (
 )
 from gateway.media.rtp import FIXED_HEADER, HEADER_SIZE, RtpHeader, header_of, is_rtcp, unpack_rtp
 from gateway.media.socketset import RECEIVE_SIZE, SocketSet
+
+log = logging.getLogger(__name__)
 
 Address = tuple[str, int]
 PacketHandler = Callable[[RtpHeader, bytes], None]  # header and payload
@@ -159,9 +162,13 @@ class RtpSession:
         self._loop = loop
         self._pair = self._allocator.allocate(self.local_ip, rtcp=self._rtcp_mode == "port")
         self._sock = self._pair.rtp
-        self._watch(self._polled)
-        if self._pair.rtcp is not None:
-            loop.add_reader(self._pair.rtcp.fileno(), self._rtcp_readable)
+        try:
+            self._watch(self._polled)
+            if self._pair.rtcp is not None:
+                loop.add_reader(self._pair.rtcp.fileno(), self._rtcp_readable)
+        except BaseException:  # no reader left behind, and the ports go back
+            self.close()
+            raise
         if self._rtcp_mode != "off":
             self._schedule_report(loop)
         if self._registry is not None:
@@ -287,24 +294,27 @@ class RtpSession:
         self.rtcp_received(data, addr)
 
     def datagram_received(self, data: bytes, addr: Address) -> None:
+        size = len(data)
+        counters = self._counters
+        if size >= RECEIVE_SIZE:  # it filled the read: it may have been cut short
+            counters.dropped_malformed += 1
+            return
         if self._mux and is_rtcp(data):  # RFC 5761 demultiplexing
             self.rtcp_received(data, addr)
             return
-        counters = self._counters
         relay = self.relay
         if relay is not None:
-            if len(data) < HEADER_SIZE or data[0] & 0xC0 != 0x80:
+            if size < HEADER_SIZE or data[0] & 0xC0 != 0x80:
                 counters.dropped_malformed += 1
             elif addr != self._source and not self._latch(addr):
                 counters.dropped_foreign += 1
             else:
                 counters.packets_in += 1
-                counters.bytes_in += len(data)
+                counters.bytes_in += size
                 relay.send_raw(data)
                 if data[1] & 0x7F == self._event_pt:
                     self._relayed_event(data)
             return
-        size = len(data)
         if data[0] == 0x80 and size >= HEADER_SIZE:  # no padding, extension or CSRCs: inline
             _, second, sequence, timestamp, ssrc = _unpack_header(data)
             start, end = HEADER_SIZE, size
@@ -382,9 +392,10 @@ class RtpSession:
         timestamp: int | None = None,
     ) -> bool:
         """Send one payload from our own stream (SSRC, sequence, timestamp); False if there
-        is nowhere to send yet. The timestamp advances after the packet. ``timestamp`` is
-        for packets that carry another than the stream's clock (RFC 4733: every packet of an
-        event carries the event's start); the clock advances all the same."""
+        is nowhere to send yet or the socket refused it. The timestamp advances after the
+        packet. ``timestamp`` is for packets that carry another than the stream's clock (RFC
+        4733: every packet of an event carries the event's start); the clock advances all the
+        same."""
         ts = self._ts
         pt = self.payload_type if payload_type is None else payload_type
         second = pt | 0x80 if marker else pt
@@ -413,8 +424,8 @@ class RtpSession:
             return False
         try:  # send_raw, inlined: once per leg and tick
             sock.sendto(data, remote)
-        except OSError:  # the socket's buffer is full (a real-time packet is not queued)
-            self._counters.send_errors += 1
+        except OSError as exc:
+            self._refused(exc)
             return False
         counters = self._counters
         counters.packets_out += 1
@@ -428,13 +439,22 @@ class RtpSession:
             return False
         try:
             sock.sendto(data, remote)
-        except OSError:
-            self._counters.send_errors += 1
+        except OSError as exc:
+            self._refused(exc)
             return False
         counters = self._counters
         counters.packets_out += 1
         counters.bytes_out += len(data)
         return True
+
+    def _refused(self, exc: OSError) -> None:
+        """Count a packet the socket refused. A full buffer drops it (real-time audio is not
+        queued behind); any other refusal (an unreachable or unusable remote) would refuse
+        every packet, so the first is logged."""
+        counters = self._counters
+        if not isinstance(exc, BlockingIOError) and counters.send_errors == 0:
+            log.warning("RTP of %s to %s refused: %s", self.call_id, self._remote, exc)
+        counters.send_errors += 1
 
     # RTCP.
 

@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 # socket with more queued than this waits for the next read and a flood cannot hold up a tick.
 MAX_ROUNDS = 4
 # A datagram is read into this many bytes: more than any audio packet (an Opus frame is at
-# most 1275 bytes); a larger one is cut short.
+# most 1275 bytes). One that fills them may have been cut short: its reader drops it.
 RECEIVE_SIZE = 4096
 
 Handler = Callable[[bytes, Any], None]  # a datagram and the address it came from
@@ -42,6 +42,10 @@ class SocketSet:
 
     def __len__(self) -> int:
         return len(self._sockets)
+
+    @property
+    def closed(self) -> bool:
+        return self._epoll.closed
 
     def __contains__(self, fd: int) -> bool:
         return fd in self._sockets

@@ -17,6 +17,7 @@ from gateway.media.ports import PortAllocator, PortsExhausted
 from gateway.media.rtcp import ReceiverReport, RtcpPacket, SenderReport
 from gateway.media.rtp import RtpHeader, build_rtp
 from gateway.media.session import RtpSession
+from gateway.media.socketset import RECEIVE_SIZE
 
 LOCAL = "127.0.0.1"
 TIMEOUT = 2.0
@@ -449,3 +450,15 @@ async def test_a_packet_the_socket_refuses_is_dropped_and_counted(
     assert not a.send_payload(b"\x00" * 160)
     assert not a.send_raw(b"\x80" + b"\x00" * 171)
     assert (a.counters.send_errors, a.counters.packets_out) == (2, 0)
+
+
+async def test_a_datagram_too_large_to_read_whole_is_dropped_as_malformed(
+    pair: tuple[RtpSession, RtpSession],
+) -> None:
+    a, b = pair
+    a.send_raw(build_rtp(0, 1, 160, 0x1234, b"\x55" * RECEIVE_SIZE))  # cut short when read
+    a.send_raw(build_rtp(0, 2, 320, 0x1234, b"\x55" * 160))
+    async with asyncio.timeout(TIMEOUT):
+        while b.counters.packets_in == 0:
+            await asyncio.sleep(0.005)
+    assert (b.counters.dropped_malformed, b.counters.packets_in) == (1, 1)

@@ -188,11 +188,7 @@ async def test_a_mixed_leg_is_read_on_the_tick_and_hears_the_other_leg(
     # not the event loop, reads it, so it cannot miss the tick it arrived before.
     far_a.sendto(build_rtp(0, 1, 160, 0xA, b"\x55" * 160), ("127.0.0.1", a.session.local_port))
     wait_queued(rtp_socket(a))
-    ticks_before = plane.ticks
-    for _ in range(5):
-        await asyncio.sleep(0)
-    if plane.ticks == ticks_before:  # no tick ran meanwhile (one is due every 20 ms)
-        assert queued(rtp_socket(a)) and len(a.jitter) == 0
+    assert not asyncio.get_running_loop().remove_reader(rtp_socket(a).fileno())
     # The next tick reads it and plays it to the other leg: b's far end hears a's payload.
     assert await heard(far_b, b"\x55" * 160)
     assert a.session.counters.packets_in == 1
@@ -216,14 +212,49 @@ async def test_a_dissolved_bridge_gives_its_legs_back_to_the_event_loop(
 async def test_a_leg_removed_from_a_live_bridge_is_read_by_the_loop_again(
     mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
 ) -> None:
-    plane, (a, b), _ = mixed
+    plane, (a, b), (far_a, _) = mixed
     bridge = plane.bridge(a, b)
     await ticks(plane, 1)
     bridge.remove(a)  # as a conference removes a participant: the plane sees it next tick
     await ticks(plane, 2)
     assert rtp_socket(a).fileno() not in plane.sockets
     assert rtp_socket(b).fileno() in plane.sockets
-    a.session.close()  # a closed session leaves no reader behind anywhere
+    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"\x55" * 160), ("127.0.0.1", a.session.local_port))
+    async with asyncio.timeout(TIMEOUT):  # the loop reads it as it comes: no tick for a now
+        while a.session.counters.packets_in == 0:
+            await asyncio.sleep(0.005)
+    fds = [rtp_socket(port).fileno() for port in (a, b)]
+    a.session.close()  # a closed session leaves no reader behind, on the loop or the plane
     b.session.close()
-    await ticks(plane, 1)
+    loop = asyncio.get_running_loop()
+    assert not any(loop.remove_reader(fd) for fd in fds)
     assert len(plane.sockets) == 0
+
+
+async def test_a_leg_bridged_before_its_session_started_is_read_on_the_tick() -> None:
+    allocator = PortAllocator(*free_range(2))
+    plane = MediaPlane()
+    session = RtpSession(allocator, LOCAL, call_id="early", rtcp="off")
+    session.read_on(plane.sockets)  # what the plane does to a port it found bridged
+    await session.start()
+    try:
+        fd = session._pair.rtp.fileno()  # type: ignore[union-attr]
+        assert fd in plane.sockets
+        assert not asyncio.get_running_loop().remove_reader(fd)
+    finally:
+        session.close()
+        plane.close()
+    assert len(plane.sockets) == 0
+
+
+async def test_a_closed_plane_can_bridge_again(
+    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
+) -> None:
+    plane, (a, b), _ = mixed
+    plane.bridge(a, b)
+    await ticks(plane, 1)
+    plane.close()
+    assert len(plane.sockets) == 0
+    plane.bridge(a, b)
+    await ticks(plane, 2)
+    assert rtp_socket(a).fileno() in plane.sockets

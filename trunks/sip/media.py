@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,9 +22,11 @@ from gateway.media.port import NativeMedia, RelayablePort
 from gateway.media.ports import PortAllocator
 from gateway.media.resample import Resampler
 from gateway.media.session import RtpSession
-from gateway.media.socketset import SocketSet
 from trunks.sip.sdp import TELEPHONE_EVENT, NegotiatedMedia
 from trunks.sip.sdp import Codec as SdpCodec
+
+if TYPE_CHECKING:
+    from gateway.media.socketset import SocketSet
 
 
 def native_media(negotiated: NegotiatedMedia) -> NativeMedia:
