@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from gateway.media.codecs import PCMU
-from gateway.media.plane import MediaPlane
+from gateway.media.plane import Bridge, MediaPlane
 from gateway.media.ports import PortAllocator
 from gateway.media.rtp import build_rtp
 from gateway.media.session import RtpSession
@@ -158,6 +158,17 @@ async def ticks(plane: MediaPlane, count: int) -> None:
             await asyncio.sleep(0.005)
 
 
+async def bridged(plane: MediaPlane, *ports: RtpMediaPort) -> Bridge:
+    """Bridge the ports and wait for the tick that takes their sockets."""
+    bridge = plane.bridge(*ports)
+    await ticks(plane, 1)
+    return bridge
+
+
+def send_from(far: socket.socket, port: RtpMediaPort, payload: bytes) -> None:
+    far.sendto(build_rtp(0, 1, 160, 0xA, payload), (LOCAL, port.session.local_port))
+
+
 async def heard(far: socket.socket, payload: bytes) -> bool:
     """Wait until the far end receives an RTP packet carrying ``payload``."""
     async with asyncio.timeout(TIMEOUT):
@@ -181,12 +192,11 @@ async def test_a_mixed_leg_is_read_on_the_tick_and_hears_the_other_leg(
     mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
 ) -> None:
     plane, (a, b), (far_a, far_b) = mixed
-    plane.bridge(a, b)
-    await ticks(plane, 1)
+    await bridged(plane, a, b)
     assert rtp_socket(a).fileno() in plane.sockets and rtp_socket(b).fileno() in plane.sockets
     # Between ticks the packet stays in the kernel however often the loop runs: the tick,
     # not the event loop, reads it, so it cannot miss the tick it arrived before.
-    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"\x55" * 160), ("127.0.0.1", a.session.local_port))
+    send_from(far_a, a, b"\x55" * 160)
     wait_queued(rtp_socket(a))
     assert not asyncio.get_running_loop().remove_reader(rtp_socket(a).fileno())
     # The next tick reads it and plays it to the other leg: b's far end hears a's payload.
@@ -198,13 +208,12 @@ async def test_a_dissolved_bridge_gives_its_legs_back_to_the_event_loop(
     mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
 ) -> None:
     plane, (a, b), (far_a, far_b) = mixed
-    bridge = plane.bridge(a, b)
-    await ticks(plane, 1)
+    bridge = await bridged(plane, a, b)
     assert len(plane.sockets) == 2
     plane.dissolve(bridge)
     assert len(plane.sockets) == 0
     a.relay_with(b)  # a relayed leg must forward each packet as it comes, with no tick
-    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"relayed"), ("127.0.0.1", a.session.local_port))
+    send_from(far_a, a, b"relayed")
     assert await heard(far_b, b"relayed")
     assert a.session.counters.packets_in == 1
 
@@ -213,13 +222,12 @@ async def test_a_leg_removed_from_a_live_bridge_is_read_by_the_loop_again(
     mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
 ) -> None:
     plane, (a, b), (far_a, _) = mixed
-    bridge = plane.bridge(a, b)
-    await ticks(plane, 1)
+    bridge = await bridged(plane, a, b)
     bridge.remove(a)  # as a conference removes a participant: the plane sees it next tick
     await ticks(plane, 2)
     assert rtp_socket(a).fileno() not in plane.sockets
     assert rtp_socket(b).fileno() in plane.sockets
-    far_a.sendto(build_rtp(0, 1, 160, 0xA, b"\x55" * 160), ("127.0.0.1", a.session.local_port))
+    send_from(far_a, a, b"\x55" * 160)
     async with asyncio.timeout(TIMEOUT):  # the loop reads it as it comes: no tick for a now
         while a.session.counters.packets_in == 0:
             await asyncio.sleep(0.005)
@@ -251,8 +259,7 @@ async def test_a_closed_plane_can_bridge_again(
     mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
 ) -> None:
     plane, (a, b), _ = mixed
-    plane.bridge(a, b)
-    await ticks(plane, 1)
+    await bridged(plane, a, b)
     plane.close()
     assert len(plane.sockets) == 0
     plane.bridge(a, b)
