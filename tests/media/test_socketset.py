@@ -8,6 +8,7 @@ import asyncio
 import select
 import socket
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -38,6 +39,17 @@ def wait_queued(sock: socket.socket) -> None:
     assert select.select([sock], [], [], TIMEOUT)[0], "the datagram never arrived"
 
 
+def deliver(*datagrams: tuple[socket.socket, bytes]) -> tuple[str, int]:
+    """Send each payload to its socket, in order, and wait until every one has a datagram
+    queued; the sender's address."""
+    with udp() as sender:
+        for sock, payload in datagrams:
+            sender.sendto(payload, sock.getsockname())
+        for sock, _ in datagrams:
+            wait_queued(sock)
+        return sender.getsockname()
+
+
 @pytest.fixture
 def sockets() -> Iterator[tuple[SocketSet, list[socket.socket]]]:
     polled = SocketSet()
@@ -55,16 +67,10 @@ def test_read_takes_every_ready_socket_and_skips_the_idle(
     got: list[tuple[str, bytes, tuple[str, int]]] = []
     for name, sock in (("a", a), ("b", b), ("idle", idle)):
         polled.add(sock, lambda data, addr, name=name: got.append((name, data, addr)))
-    sender = udp()
-    sender.sendto(b"to a", a.getsockname())
-    sender.sendto(b"to b", b.getsockname())
-    wait_queued(a)
-    wait_queued(b)
+    origin = deliver((a, b"to a"), (b, b"to b"))
     assert polled.read() == 2
-    origin = sender.getsockname()
     assert sorted(got) == [("a", b"to a", origin), ("b", b"to b", origin)]
     assert polled.read() == 0  # nothing left: nothing read
-    sender.close()
 
 
 def test_a_flooded_socket_is_read_a_few_times_per_read(
@@ -73,14 +79,10 @@ def test_a_flooded_socket_is_read_a_few_times_per_read(
     polled, (a, _, _) = sockets
     got: list[bytes] = []
     polled.add(a, lambda data, _: got.append(data))
-    sender = udp()
-    for i in range(MAX_ROUNDS + 3):
-        sender.sendto(bytes([i]), a.getsockname())
-    wait_queued(a)
+    deliver(*((a, bytes([i])) for i in range(MAX_ROUNDS + 3)))
     assert polled.read() == MAX_ROUNDS  # a flood cannot hold up the tick...
     assert polled.read() == 3  # ...and what is left is read the next time
     assert got == [bytes([i]) for i in range(MAX_ROUNDS + 3)]
-    sender.close()
 
 
 def test_a_handler_that_raises_does_not_stop_the_others(
@@ -94,16 +96,11 @@ def test_a_handler_that_raises_does_not_stop_the_others(
 
     polled.add(a, broken)
     polled.add(b, lambda data, _: got.append(data))
-    sender = udp()
-    sender.sendto(b"x", a.getsockname())
-    sender.sendto(b"y", b.getsockname())
-    wait_queued(a)
-    wait_queued(b)
+    deliver((a, b"x"), (b, b"y"))
     assert polled.read() == 2
     assert got == [b"y"]
     assert "bad handler" in caplog.text
     assert not queued(a)  # the datagram was read all the same: not handled again
-    sender.close()
 
 
 def test_discard_stops_reading_and_tolerates_a_closed_socket(
@@ -117,11 +114,8 @@ def test_discard_stops_reading_and_tolerates_a_closed_socket(
     b.close()
     polled.discard(fd)  # closed first: epoll forgot it already
     polled.discard(fd)  # and twice is harmless
-    sender = udp()
-    sender.sendto(b"x", a.getsockname())
-    wait_queued(a)
+    deliver((a, b"x"))
     assert polled.read() == 0 and len(polled) == 0
-    sender.close()
 
 
 # Mixed RTP legs in a media plane.
@@ -129,9 +123,20 @@ def test_discard_stops_reading_and_tolerates_a_closed_socket(
 PCMU_SDP = Codec(PCMU.payload_type, "PCMU", 8000)
 
 
+@dataclass
+class Mixed:
+    """Two RTP legs, each with a far end, in one bridge of a plane that has ticked."""
+
+    plane: MediaPlane
+    bridge: Bridge
+    a: RtpMediaPort
+    b: RtpMediaPort
+    far_a: socket.socket
+    far_b: socket.socket
+
+
 @pytest.fixture
-async def mixed() -> AsyncIterator[tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]]]:
-    """Two RTP legs, each with a far end, bridged (mixed) by a media plane."""
+async def mixed() -> AsyncIterator[Mixed]:
     allocator = PortAllocator(*free_range(4))
     plane = MediaPlane()
     far_ends = [udp(), udp()]
@@ -143,7 +148,9 @@ async def mixed() -> AsyncIterator[tuple[MediaPlane, list[RtpMediaPort], list[so
         remote = far.getsockname()
         port.use(NegotiatedMedia(PCMU_SDP, None, remote, None, "sendrecv", 20))
         ports.append(port)
-    yield plane, ports, far_ends
+    bridge = plane.bridge(*ports)
+    await ticks(plane, 1)  # the tick that takes their sockets
+    yield Mixed(plane, bridge, *ports, *far_ends)
     plane.close()
     for port in ports:
         port.session.close()
@@ -156,13 +163,6 @@ async def ticks(plane: MediaPlane, count: int) -> None:
         target = plane.ticks + count
         while plane.ticks < target:
             await asyncio.sleep(0.005)
-
-
-async def bridged(plane: MediaPlane, *ports: RtpMediaPort) -> Bridge:
-    """Bridge the ports and wait for the tick that takes their sockets."""
-    bridge = plane.bridge(*ports)
-    await ticks(plane, 1)
-    return bridge
 
 
 def send_from(far: socket.socket, port: RtpMediaPort, payload: bytes) -> None:
@@ -188,46 +188,36 @@ def rtp_socket(port: RtpMediaPort) -> socket.socket:
     return pair.rtp
 
 
-async def test_a_mixed_leg_is_read_on_the_tick_and_hears_the_other_leg(
-    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
-) -> None:
-    plane, (a, b), (far_a, far_b) = mixed
-    await bridged(plane, a, b)
+async def test_a_mixed_leg_is_read_on_the_tick_and_hears_the_other_leg(mixed: Mixed) -> None:
+    plane, a, b = mixed.plane, mixed.a, mixed.b
     assert rtp_socket(a).fileno() in plane.sockets and rtp_socket(b).fileno() in plane.sockets
     # Between ticks the packet stays in the kernel however often the loop runs: the tick,
     # not the event loop, reads it, so it cannot miss the tick it arrived before.
-    send_from(far_a, a, b"\x55" * 160)
+    send_from(mixed.far_a, a, b"\x55" * 160)
     wait_queued(rtp_socket(a))
     assert not asyncio.get_running_loop().remove_reader(rtp_socket(a).fileno())
     # The next tick reads it and plays it to the other leg: b's far end hears a's payload.
-    assert await heard(far_b, b"\x55" * 160)
+    assert await heard(mixed.far_b, b"\x55" * 160)
     assert a.session.counters.packets_in == 1
 
 
-async def test_a_dissolved_bridge_gives_its_legs_back_to_the_event_loop(
-    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
-) -> None:
-    plane, (a, b), (far_a, far_b) = mixed
-    bridge = await bridged(plane, a, b)
-    assert len(plane.sockets) == 2
-    plane.dissolve(bridge)
-    assert len(plane.sockets) == 0
-    a.relay_with(b)  # a relayed leg must forward each packet as it comes, with no tick
-    send_from(far_a, a, b"relayed")
-    assert await heard(far_b, b"relayed")
-    assert a.session.counters.packets_in == 1
+async def test_a_dissolved_bridge_gives_its_legs_back_to_the_event_loop(mixed: Mixed) -> None:
+    assert len(mixed.plane.sockets) == 2
+    mixed.plane.dissolve(mixed.bridge)
+    assert len(mixed.plane.sockets) == 0
+    mixed.a.relay_with(mixed.b)  # a relayed leg must forward each packet as it comes
+    send_from(mixed.far_a, mixed.a, b"relayed")
+    assert await heard(mixed.far_b, b"relayed")
+    assert mixed.a.session.counters.packets_in == 1
 
 
-async def test_a_leg_removed_from_a_live_bridge_is_read_by_the_loop_again(
-    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
-) -> None:
-    plane, (a, b), (far_a, _) = mixed
-    bridge = await bridged(plane, a, b)
-    bridge.remove(a)  # as a conference removes a participant: the plane sees it next tick
+async def test_a_leg_removed_from_a_live_bridge_is_read_by_the_loop_again(mixed: Mixed) -> None:
+    plane, a, b = mixed.plane, mixed.a, mixed.b
+    mixed.bridge.remove(a)  # as a conference removes a participant: seen at the next tick
     await ticks(plane, 2)
     assert rtp_socket(a).fileno() not in plane.sockets
     assert rtp_socket(b).fileno() in plane.sockets
-    send_from(far_a, a, b"\x55" * 160)
+    send_from(mixed.far_a, a, b"\x55" * 160)
     async with asyncio.timeout(TIMEOUT):  # the loop reads it as it comes: no tick for a now
         while a.session.counters.packets_in == 0:
             await asyncio.sleep(0.005)
@@ -255,13 +245,10 @@ async def test_a_leg_bridged_before_its_session_started_is_read_on_the_tick() ->
     assert len(plane.sockets) == 0
 
 
-async def test_a_closed_plane_can_bridge_again(
-    mixed: tuple[MediaPlane, list[RtpMediaPort], list[socket.socket]],
-) -> None:
-    plane, (a, b), _ = mixed
-    await bridged(plane, a, b)
+async def test_a_closed_plane_can_bridge_again(mixed: Mixed) -> None:
+    plane = mixed.plane
     plane.close()
     assert len(plane.sockets) == 0
-    plane.bridge(a, b)
+    plane.bridge(mixed.a, mixed.b)
     await ticks(plane, 2)
-    assert rtp_socket(a).fileno() in plane.sockets
+    assert rtp_socket(mixed.a).fileno() in plane.sockets
