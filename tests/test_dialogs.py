@@ -60,8 +60,11 @@ class App:
         await self.recorder.wait_for(types=["CALL_RECEIVED"], call_id=call_id)
         return call_id
 
-    async def outbound(self, number: str = ANSWERS, parent: str | None = None) -> str:
-        """An answered outbound call (a child when ``parent`` is given)."""
+    async def outbound(
+        self, number: str = ANSWERS, parent: str | None = None, until: str | None = None
+    ) -> str:
+        """An outbound call (a child when ``parent`` is given), once its ``until`` event came:
+        CALL_ESTABLISHED unless told; "" for as soon as it is placed."""
         body = {
             "endpoint": {"type": "PHONE", "phoneNumber": number},
             "from": "441134960999",
@@ -71,7 +74,9 @@ class App:
         created = await self.api.post("/calls/1/calls", json=body)
         assert created.status_code == 201, created.text
         call_id = created.json()["id"]
-        await self.recorder.wait_for(types=["CALL_ESTABLISHED"], call_id=call_id)
+        until = "CALL_ESTABLISHED" if until is None else until
+        if until:
+            await self.recorder.wait_for(types=[until], call_id=call_id)
         return call_id
 
     async def dialog(self, parent: str, number: str, **extra: Any) -> dict[str, Any]:

@@ -377,16 +377,7 @@ async def test_ringback_of_a_dialog_of_existing_calls_goes_on_when_the_app_answe
     app: RingbackApp,
 ):
     parent = await app.caller()
-    body = {
-        "endpoint": phone(RINGS_LONGER)["endpoint"],
-        "from": "441134960999",
-        "callsConfigurationId": CONFIG,
-        "parentCallId": parent,
-    }
-    placed = await app.api.post("/calls/1/calls", json=body)
-    assert placed.status_code == 201, placed.text
-    child = placed.json()["id"]
-    await app.recorder.wait_for(types=["CALL_RINGING"], call_id=child)
+    child = await app.outbound(RINGS_LONGER, parent=parent, until="CALL_RINGING")
     joined = await app.api.post(
         f"/calls/1/dialogs/parent-call/{parent}/child-call/{child}",
         json={"propagationOptions": RINGBACK},
@@ -574,14 +565,7 @@ async def test_ringback_stops_when_the_new_call_fails(app: RingbackApp):
 
 async def placed_call(app: RingbackApp, number: str) -> str:
     """An outbound call of no dialog or conference, just placed (CALL_STARTED)."""
-    body = {
-        "endpoint": phone(number)["endpoint"],
-        "from": "441134960999",
-        "callsConfigurationId": CONFIG,
-    }
-    created = await app.api.post("/calls/1/calls", json=body)
-    assert created.status_code == 201, created.text
-    return created.json()["id"]
+    return await app.outbound(number, until="")
 
 
 async def test_an_existing_call_added_before_it_rings_rings_the_room_until_removed(
